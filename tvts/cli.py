@@ -1,0 +1,169 @@
+"""``tvts`` command line: thin sub-commands that parse a config and call the library.
+
+Config fields are set with ``key=value`` arguments after the options (``train.steps=100
+model.video.depth=2``); ``tvts config NAME`` prints every field of a recipe with its value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+OVERRIDES_HELP = "config overrides as dotted key=value pairs, e.g. train.steps=100 model.video.depth=2"
+
+
+def _load(args) -> "RecipeConfig":  # noqa: F821
+    from tvts.config import load_recipe
+
+    return load_recipe(args.config, args.overrides)
+
+
+def cmd_config(args) -> int:
+    import yaml
+
+    from tvts.config import to_dict
+
+    print(yaml.safe_dump(to_dict(_load(args)), sort_keys=False), end="")
+    return 0
+
+
+def cmd_make_synthetic(args) -> int:
+    from tvts.data.synthetic import make_synthetic
+
+    kw = {k: v for k, v in (("num_train", args.num_train), ("num_val", args.num_val), ("num_heldout", args.num_heldout)) if v is not None}
+    summary = make_synthetic(args.out, seed=args.seed, workers=args.workers, **kw)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from tvts.train.trainer import pretrain
+
+    run = pretrain(_load(args), resume=args.resume)
+    print(f"[tvts] model saved to {run / 'model'}")
+    return 0
+
+
+def _eval_device(name: str):
+    from tvts.train.distributed import pick_device
+
+    return pick_device(name)
+
+
+def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
+    """The main job's evaluation: sort accuracy on the held-out narrated videos and zero-shot
+    retrieval on the held-out captions."""
+    from tvts.eval.protocols import sort_accuracy, zero_shot_retrieval
+    from tvts.models import load_model
+    from tvts.train.trainer import data_paths, transcript_dataset
+
+    device = _eval_device(cfg.train.device)
+    model = load_model(model_dir).to(device).eval()
+    root, _, val_list = data_paths(cfg)
+    heldout = Path(cfg.eval.heldout_root) if cfg.eval.heldout_root else (Path(cfg.data.synthetic.out) / "heldout" if cfg.data.synthetic else None)
+    results = {"sort": sort_accuracy(model, transcript_dataset(cfg, root, val_list, train=False), cfg.eval.batch_size,
+                                     cfg.data.workers, device, progress)}
+    results["sort"]["dataset"] = str(val_list)
+    if heldout is not None:
+        v = cfg.model.video
+        results["retrieval"] = zero_shot_retrieval(model, heldout, v.num_frames, v.img_size, cfg.data.resize_ratio,
+                                                   cfg.eval.batch_size, cfg.data.workers, device, progress)
+        results["retrieval"]["dataset"] = str(heldout / "msrvtt" / "MSRVTT_JSFUSION_test.csv")
+    return results
+
+
+def cmd_main(args) -> int:
+    """Build the data (cached), pretrain, evaluate, report."""
+    import torch
+
+    from tvts.eval.report import plot_training_curves, results_table, write_results
+    from tvts.train.trainer import data_paths, pretrain
+
+    cfg = _load(args)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    t0 = time.time()
+    data_paths(cfg)
+    t1 = time.time()
+    run = pretrain(cfg, resume=args.resume)
+    t2 = time.time()
+    results = evaluate_run(cfg, run / "model", progress=cfg.train.progress)
+    t3 = time.time()
+    summary = json.loads((run / "train_summary.json").read_text())
+    results = {"config": args.config, "overrides": list(args.overrides), "model_dir": str(run / "model"),
+               "sort_head": cfg.model.sort_head.kind, "train": summary, **results,
+               "timing": {"data_s": t1 - t0, "pretrain_s": t2 - t1, "eval_s": t3 - t2, "total_s": t3 - t0}}
+    write_results(run, results)
+    plot_training_curves(run / "metrics.jsonl", run / "training_curves.png")
+    print(results_table(results))
+    print(f"[tvts] results: {run / 'results.json'}; curves: {run / 'training_curves.png'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from tvts.eval.report import results_table
+
+    cfg = _load(args)
+    results = evaluate_run(cfg, Path(args.model), progress=cfg.train.progress)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    print(results_table(results))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tvts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp, default="demo"):
+        sp.add_argument("--config", default=default, help=f"recipe name in configs/ or a YAML path (default: {default})")
+        sp.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+
+    sp = sub.add_parser("main", help="the main job: build the embedded dataset, pretrain, evaluate, report")
+    with_config(sp)
+    sp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.out_dir")
+    sp.set_defaults(func=cmd_main)
+
+    sp = sub.add_parser("pretrain", help="pretrain a model from a recipe (one process, or under torchrun for DDP)")
+    with_config(sp)
+    sp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.out_dir")
+    sp.set_defaults(func=cmd_pretrain)
+
+    sp = sub.add_parser("eval", help="evaluate a saved model: transcript sort accuracy and zero-shot retrieval")
+    with_config(sp)
+    sp.add_argument("--model", required=True, help="a model folder (model.safetensors + config.json)")
+    sp.add_argument("--out", default="", help="also write the results to this JSON file")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("make-synthetic", help="write the narrated-shapes dataset (mp4 + YT-Temporal annotations)")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
+    sp.add_argument("--num-train", type=int, default=None, help="narrated training videos (default: the generator's)")
+    sp.add_argument("--num-val", type=int, default=None, help="held-out narrated videos, for sort accuracy")
+    sp.add_argument("--num-heldout", type=int, default=None, help="held-out single-event clips with captions and labels")
+    sp.add_argument("--workers", type=int, default=2, help="processes that render and encode videos")
+    sp.set_defaults(func=cmd_make_synthetic)
+
+    sp = sub.add_parser("config", help="print a recipe with every field resolved (after overrides)")
+    sp.add_argument("config", help="recipe name in configs/ or a YAML path")
+    sp.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+    sp.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tvts.errors import TVTSError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TVTSError as e:
+        print(f"tvts: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""One config system: typed dataclasses, filled from YAML files and ``key=value`` overrides.
+
+A *model config* (``configs/models/<name>.yaml``) fully describes an architecture; it is what
+``config.json`` beside a checkpoint holds. A *recipe* (``configs/<name>.yaml``) names a model and adds
+data, objective, training and evaluation settings.
+
+OmegaConf does the merging and the type checking (structured configs): an unknown field or a value
+of the wrong type is a :class:`~tvts.errors.ConfigError` that names the dotted field and the file.
+Value ranges are checked in ``validate`` functions below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from tvts.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class VideoEncoderConfig:
+    """Video transformer. ``arch='joint'``: TVTS ViT with cube embeddings and joint space-time attention."""
+
+    arch: str = "joint"
+    img_size: int = 224
+    num_frames: int = 16  # M, frames per clip
+    tubelet: int = 2  # frames per cube (time size of the cube embedding)
+    patch: int = 16
+    width: int = 768
+    depth: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
+    max_slots: int = 8  # size of the learnable temporal embedding (time slots = num_frames / tubelet)
+    mask_ratio: float = 0.75  # fraction of tokens dropped in training ("within each frame" for TVTS)
+    mask_kind: str = "random"  # random (per time slot, TVTS) | tube (same positions in every slot, TVTSv2)
+    grad_checkpointing: bool = False
+
+
+@dataclass
+class TextEncoderConfig:
+    """BERT-family text encoder through ``transformers``; the feature is the [CLS] token."""
+
+    name: str = "distilbert-base-uncased"  # a local folder, an alias (see tvts.models.text), or a hub name
+    max_length: int = 50
+    trainable_layers: int = -1  # -1: all layers train; 0: frozen; n: only the last n layers (and nothing below)
+
+
+@dataclass
+class SortHeadConfig:
+    """Head that predicts each shuffled transcript's original position (K-way, Eq. 2).
+
+    ``kind='transformer'``: the paper's head: 2 blocks of joint attention over the video tokens and the
+    K transcripts (with type embeddings), then a linear K-way classifier on the transcript outputs.
+    ``kind='pointer'``: the same joint attention, but the video tokens are pooled into K time slots
+    (plus a slot embedding) and transcript j scores slot k by a scaled dot product. Still one
+    K-way classification per transcript; it learns from a cold start at small scale (see README).
+    """
+
+    kind: str = "transformer"
+    depth: int = 2
+    heads: int = 12
+    width: int = 0  # 0: the video encoder width
+    mlp_ratio: float = 4.0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tvts"
+    family: str = "tvts"
+    num_segments: int = 4  # K
+    embed_dim: int = 256  # D, the common space
+    video: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    sort_head: SortHeadConfig = field(default_factory=SortHeadConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Recipe
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class SyntheticConfig:
+    """The embedded narrated-shapes dataset, built into ``out`` when missing (cached otherwise)."""
+
+    out: str = "data/narrated_shapes"
+    seed: int = 0
+    num_train: int = 1200
+    num_val: int = 150
+    num_heldout: int = 240
+    size: int = 64
+    fps: float = 4.0
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # YT-Temporal-layout root; empty: the synthetic dataset's yttemporal/ folder
+    train_list: str = ""  # default: <root>/meta_data/yttemporal_train.csv
+    val_list: str = ""  # default: <root>/meta_data/yttemporal_val.csv
+    synthetic: Optional[SyntheticConfig] = None
+    segment_seconds: float = 4.0  # l
+    gap: float = 1.0
+    min_words: int = 1
+    resize_ratio: float = 1.2  # short side resized to img_size * ratio before the crop
+    workers: int = 2
+    max_retries: int = 10
+    max_bad_fraction: float = 0.2  # abort (with a report) when more samples than this are bad
+
+
+@dataclass
+class ObjectiveConfig:
+    """TVTS: L = w_c * L_base + lambda * L_sort. Paper ablations: sort_weight=0 (M_base),
+    stop_gradient=False (M_ours\\sg), contrastive_weight=0 (M_sort)."""
+
+    name: str = "tvts"
+    contrastive_weight: float = 1.0
+    temperature: float = 0.05
+    sort_weight: float = 2.0  # lambda
+    stop_gradient: bool = True
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/demo"
+    seed: int = 0
+    steps: int = 1000
+    time_limit_minutes: float = 0.0  # >0: stop (and save) after this long, whatever ``steps`` says
+    batch_size: int = 16  # per process
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32) | fp32 | bf16
+    ckpt_every: int = 200
+    log_every: int = 10
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads on CPU; 0: leave as is
+    init_from: str = ""  # a checkpoint folder (model.safetensors + config.json) to start from
+    init_mae: str = ""  # an ImageMAE ViT checkpoint (.pth) to initialise the video encoder (TVTS paper)
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    heldout_root: str = ""  # default: the synthetic dataset's heldout/ folder
+    batch_size: int = 32
+    max_videos: int = 0  # 0: all
+
+
+@dataclass
+class RecipeConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+def _read_yaml(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML: {e}", source=str(path)) from e
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping", source=str(path))
+    return data
+
+
+def find_config(name_or_path: str, kind: str = "") -> Path:
+    """A path, or a config name looked up in ``configs/`` (``kind='models'`` for model configs)."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml", ".json") and p.exists():
+        return p
+    if p.is_dir() and (p / "config.json").exists():
+        return p / "config.json"
+    base = CONFIG_DIR / kind if kind else CONFIG_DIR
+    for cand in (base / f"{name_or_path}.yaml", base / name_or_path):
+        if cand.is_file():
+            return cand
+    known = sorted(q.stem for q in base.glob("*.yaml"))
+    raise ConfigError(f"no config named '{name_or_path}' (known: {', '.join(known)})", source=str(base))
+
+
+def _model_dict(value: Any, source: str) -> dict:
+    """Resolve a recipe's ``model`` entry: a name, or a mapping with an optional ``base`` name."""
+    if isinstance(value, str):
+        value = {"base": value}
+    if not isinstance(value, dict):
+        raise ConfigError("must be a model name or a mapping", field="model", source=source)
+    value = dict(value)
+    base = value.pop("base", None)
+    if base is None:
+        return value
+    path = find_config(base, "models")
+    merged = OmegaConf.merge(OmegaConf.create(_read_yaml(path) if path.suffix != ".json" else json.loads(path.read_text())), value)
+    out = OmegaConf.to_container(merged)
+    out.setdefault("name", base)
+    return out
+
+
+def _structured(schema: type, data: dict, overrides: list[str], source: str):
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data))
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = str(e).split("\n")[0]
+        raise ConfigError(msg, field=key, source=source if not overrides else f"{source} + overrides") from None
+
+
+def _check_overrides(overrides: list[str]) -> None:
+    for o in overrides:
+        if "=" not in o or o.startswith("="):
+            raise ConfigError(f"override '{o}' is not of the form key=value")
+
+
+def load_recipe(name_or_path: str, overrides: list[str] = ()) -> RecipeConfig:
+    """Load a recipe YAML (by name from ``configs/`` or by path), apply ``key=value`` overrides."""
+    _check_overrides(list(overrides))
+    path = find_config(name_or_path)
+    data = _read_yaml(path)
+    data["model"] = _model_dict(data.get("model", {}), str(path))
+    cfg = _structured(RecipeConfig, data, list(overrides), str(path))
+    validate_recipe(cfg, str(path))
+    return cfg
+
+
+def load_model_config(name_or_path: str, overrides: list[str] = ()) -> ModelConfig:
+    """A named model config (``configs/models``), a YAML path, or a checkpoint folder's config.json."""
+    _check_overrides(list(overrides))
+    path = find_config(name_or_path, "models")
+    data = json.loads(path.read_text()) if path.suffix == ".json" else _read_yaml(path)
+    data.setdefault("name", Path(name_or_path).stem)
+    cfg = _structured(ModelConfig, data, list(overrides), str(path))
+    validate_model(cfg, str(path))
+    return cfg
+
+
+def model_config_from_dict(data: dict, source: str = "<dict>") -> ModelConfig:
+    cfg = _structured(ModelConfig, data, [], source)
+    validate_model(cfg, source)
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _require(cond: bool, msg: str, field_: str, source: str) -> None:
+    if not cond:
+        raise ConfigError(msg, field=field_, source=source)
+
+
+def validate_model(m: ModelConfig, source: str = "") -> None:
+    v = m.video
+    _require(m.family in ("tvts",), f"unknown model family '{m.family}'", "model.family", source)
+    _require(v.arch in ("joint",), f"unknown video arch '{v.arch}'", "model.video.arch", source)
+    _require(m.num_segments >= 2, "K must be at least 2", "model.num_segments", source)
+    _require(v.img_size % v.patch == 0, f"img_size {v.img_size} is not a multiple of patch {v.patch}", "model.video.img_size", source)
+    _require(v.num_frames % v.tubelet == 0, f"num_frames {v.num_frames} is not a multiple of tubelet {v.tubelet}", "model.video.num_frames", source)
+    _require(v.num_frames // v.tubelet <= v.max_slots, "num_frames / tubelet exceeds max_slots", "model.video.max_slots", source)
+    _require(v.width % v.heads == 0, "width must be divisible by heads", "model.video.heads", source)
+    _require(0.0 <= v.mask_ratio < 1.0, "mask_ratio must be in [0, 1)", "model.video.mask_ratio", source)
+    _require(v.mask_kind in ("random", "tube"), f"unknown mask_kind '{v.mask_kind}'", "model.video.mask_kind", source)
+    _require(m.sort_head.kind in ("transformer", "pointer"), f"unknown sort head '{m.sort_head.kind}'", "model.sort_head.kind", source)
+    w = m.sort_head.width or v.width
+    _require(w % m.sort_head.heads == 0, "sort head width must be divisible by its heads", "model.sort_head.heads", source)
+    _require(m.text.trainable_layers >= -1, "trainable_layers must be -1, 0 or positive", "model.text.trainable_layers", source)
+
+
+def validate_recipe(c: RecipeConfig, source: str = "") -> None:
+    validate_model(c.model, source)
+    t = c.train
+    _require(t.steps > 0, "steps must be positive", "train.steps", source)
+    _require(t.batch_size > 0, "batch_size must be positive", "train.batch_size", source)
+    _require(t.lr > 0, "lr must be positive", "train.lr", source)
+    _require(len(t.betas) == 2, "betas needs two values", "train.betas", source)
+    _require(t.precision in ("auto", "fp32", "bf16"), f"unknown precision '{t.precision}'", "train.precision", source)
+    _require(t.device in ("auto", "cpu", "cuda"), f"unknown device '{t.device}'", "train.device", source)
+    _require(c.objective.name in ("tvts",), f"unknown objective '{c.objective.name}'", "objective.name", source)
+    _require(c.objective.temperature > 0, "temperature must be positive", "objective.temperature", source)
+    _require(c.data.segment_seconds > 0, "segment_seconds must be positive", "data.segment_seconds", source)
+    _require(c.data.gap >= 0, "gap must be >= 0", "data.gap", source)
+    _require(0.0 <= c.data.max_bad_fraction <= 1.0, "max_bad_fraction must be in [0, 1]", "data.max_bad_fraction", source)
+    _require(bool(c.data.root) or c.data.synthetic is not None, "set data.root or data.synthetic", "data.root", source)

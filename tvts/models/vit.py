@@ -1,0 +1,109 @@
+"""TVTS video encoder: a ViT over cube embeddings with joint space-time attention (TVTS Section 3.3).
+
+Parameter names follow the published TVTS checkpoint (``video_model.*``): ``patch_embed.proj``
+(Conv3d), ``cls_token``, ``pos_embed`` (spatial, with a [CLS] slot), ``temporal_embed`` (one per time
+slot, zero-initialised), ``blocks.i`` (timm ViT blocks, attention through SDPA), ``norm``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn as nn
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import Block
+from torch.utils.checkpoint import checkpoint
+
+from tvts.config import VideoEncoderConfig
+
+
+@dataclass
+class VideoTokens:
+    """Output of a video encoder.
+
+    ``tokens``: ``[B, 1 + S*N, W]`` after the final norm; token 0 is the video [CLS], then the kept
+    tokens of time slot 0, slot 1, ... (``S`` slots of ``N`` kept tokens each).
+    """
+
+    tokens: torch.Tensor
+    num_slots: int
+    tokens_per_slot: int
+
+    @property
+    def cls(self) -> torch.Tensor:  # [B, W]
+        return self.tokens[:, 0]
+
+    def per_slot(self) -> torch.Tensor:  # [B, S, N, W]
+        b, _, w = self.tokens.shape
+        return self.tokens[:, 1:].reshape(b, self.num_slots, self.tokens_per_slot, w)
+
+
+class CubeEmbed(nn.Module):
+    """Non-overlapping ``tubelet x patch x patch`` cubes → tokens. ``[B, T, 3, H, W]`` → ``[B, S, P, W]``
+    with ``S = T / tubelet`` time slots and ``P = (H / patch)^2`` spatial positions."""
+
+    def __init__(self, tubelet: int, patch: int, width: int):
+        super().__init__()
+        self.proj = nn.Conv3d(3, width, kernel_size=(tubelet, patch, patch), stride=(tubelet, patch, patch))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = self.proj(frames.transpose(1, 2))  # [B, W, S, h, w]
+        return x.flatten(3).permute(0, 2, 3, 1)  # [B, S, P, W]
+
+
+class JointSpaceTimeViT(nn.Module):
+    """ViT-B/16-style video encoder (joint attention over [CLS] and every kept cube token)."""
+
+    def __init__(self, cfg: VideoEncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        grid = cfg.img_size // cfg.patch
+        self.num_patches = grid * grid
+        self.width = cfg.width
+        self.patch_embed = CubeEmbed(cfg.tubelet, cfg.patch, cfg.width)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.width))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, cfg.width))
+        # Zero at start, as in the published code (only pos_embed and cls_token get trunc_normal).
+        self.temporal_embed = nn.Parameter(torch.zeros(1, cfg.max_slots, cfg.width))
+        norm = partial(nn.LayerNorm, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            Block(cfg.width, cfg.heads, cfg.mlp_ratio, qkv_bias=True, norm_layer=norm) for _ in range(cfg.depth)
+        )
+        self.norm = norm(cfg.width)
+        trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        self.apply(_init_linear)
+
+    def num_slots(self, num_frames: int) -> int:
+        return num_frames // self.cfg.tubelet
+
+    def forward(self, frames: torch.Tensor, keep: torch.Tensor | None = None) -> VideoTokens:
+        """``frames``: ``[B, T, 3, H, W]`` float; ``keep``: optional ``[B, S, N]`` long, the kept patch
+        indices of each time slot (masked tokens are dropped, no [MASK] token)."""
+        x = self.patch_embed(frames)  # [B, S, P, W]
+        b, s, p, w = x.shape
+        if s > self.cfg.max_slots:
+            raise ValueError(f"{s} time slots but the temporal embedding has {self.cfg.max_slots}")
+        x = x + self.pos_embed[:, None, 1:, :] + self.temporal_embed[:, :s, None, :]
+        if keep is not None:
+            if keep.shape[:2] != (b, s):
+                raise ValueError(f"keep has shape {tuple(keep.shape)}, expected [{b}, {s}, N]")
+            x = torch.gather(x, 2, keep[..., None].expand(-1, -1, -1, w))
+        n = x.shape[2]
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
+        x = torch.cat([cls, x.reshape(b, s * n, w)], dim=1)
+        for blk in self.blocks:
+            x = checkpoint(blk, x, use_reentrant=False) if self.cfg.grad_checkpointing and self.training else blk(x)
+        return VideoTokens(self.norm(x), s, n)
+
+
+def _init_linear(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

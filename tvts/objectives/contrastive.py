@@ -1,0 +1,41 @@
+"""Video-text InfoNCE with negatives from every process (TVTS Eq. 3).
+
+In a distributed run each process gathers the embeddings of all processes *with gradients*
+(``torch.distributed.nn.functional.all_gather``, whose backward sums the gradients of every
+process's copy) and scores its own rows against the global batch. Averaging the gradients across
+processes (DDP) then gives exactly the gradient of the single-process loss on the global batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``[b, D]`` on each of W processes → (``[W*b, D]``, offset of this process's rows)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0), dist.get_rank() * x.shape[0]
+
+
+def info_nce(video: torch.Tensor, text: torch.Tensor, temperature: float = 0.05) -> dict[str, torch.Tensor]:
+    """Bidirectional InfoNCE over cosine similarities, the sum of both directions as in the paper.
+
+    ``video``, ``text``: local ``[b, D]`` embeddings (paired by row). Returns ``loss`` (scalar,
+    mean over local rows of NCE(v, t) + NCE(t, v)), ``v2t_acc`` and ``t2v_acc`` (in-batch top-1).
+    """
+    v, t = F.normalize(video, dim=-1), F.normalize(text, dim=-1)
+    v_all, offset = gather_with_grad(v)
+    t_all, _ = gather_with_grad(t)
+    labels = torch.arange(v.shape[0], device=v.device) + offset
+    logits_v2t = v @ t_all.T / temperature  # [b, W*b]
+    logits_t2v = t @ v_all.T / temperature
+    loss = F.cross_entropy(logits_v2t, labels) + F.cross_entropy(logits_t2v, labels)
+    with torch.no_grad():
+        acc_v2t = (logits_v2t.argmax(-1) == labels).float().mean()
+        acc_t2v = (logits_t2v.argmax(-1) == labels).float().mean()
+    return {"loss": loss, "v2t_acc": acc_v2t, "t2v_acc": acc_t2v}

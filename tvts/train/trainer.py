@@ -1,0 +1,253 @@
+"""Pretraining loop: one entry point for one process and for ``torchrun`` (DDP).
+
+Read top to bottom: set up processes and seeds → build model, objective, optimiser → data → resume →
+loop (forward, weighted loss sum, backward, clip, step, log, checkpoint) → final save.
+A run folder holds ``recipe.yaml``, ``metrics.jsonl``, ``checkpoints/`` and the final ``model/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+
+from tvts.config import RecipeConfig, to_dict
+from tvts.data.datasets import MaskSpec, TranscriptVideoDataset, collate
+from tvts.data.transforms import VideoTransform
+from tvts.models import build_model, load_model
+from tvts.models.convert import init_video_from_mae
+from tvts.models.tvts import load_state_strict
+from tvts.objectives.tvts import build_objective
+from tvts.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from tvts.train.distributed import DistInfo, all_reduce_sum, init_distributed
+from tvts.train.metrics_log import MetricsLog
+from tvts.train.optim import build_optimizer, build_scheduler
+
+
+# ---------------------------------------------------------------------------------------- data
+class ResumableSampler(Sampler[int]):
+    """A seeded permutation per epoch, split across processes, that can start mid-epoch.
+
+    Process ``r`` of ``W`` takes every W-th index of the (padded) permutation, like
+    ``DistributedSampler``; ``start`` skips the first indices of this process's share on resume.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        perm += perm[: len(self) * self.world - self.n]
+        return iter(perm[self.rank :: self.world][self.start :])
+
+
+def mask_spec(cfg: RecipeConfig) -> MaskSpec:
+    v = cfg.model.video
+    return MaskSpec(
+        kind=v.mask_kind if v.mask_ratio > 0 else "none",
+        num_slots=v.num_frames // v.tubelet,
+        num_patches=(v.img_size // v.patch) ** 2,
+        ratio=v.mask_ratio,
+    )
+
+
+def data_paths(cfg: RecipeConfig) -> tuple[Path, Path, Path]:
+    """(root, train list, val list), building the synthetic dataset first when the recipe uses it."""
+    d = cfg.data
+    if d.synthetic is not None and not d.root:
+        from tvts.data.synthetic import make_synthetic
+
+        s = d.synthetic
+        make_synthetic(s.out, seed=s.seed, num_train=s.num_train, num_val=s.num_val, num_heldout=s.num_heldout,
+                       size=s.size, fps=s.fps, progress=cfg.train.progress)
+        root = Path(s.out) / "yttemporal"
+    else:
+        root = Path(d.root)
+    train_list = Path(d.train_list) if d.train_list else root / "meta_data" / "yttemporal_train.csv"
+    val_list = Path(d.val_list) if d.val_list else root / "meta_data" / "yttemporal_val.csv"
+    return root, train_list, val_list
+
+
+def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: bool) -> TranscriptVideoDataset:
+    v, d = cfg.model.video, cfg.data
+    return TranscriptVideoDataset(
+        root, split_list, num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
+        num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train),
+        mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
+        max_retries=d.max_retries,
+    )
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def autocast_context(precision: str, device: torch.device):
+    bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def reseed(seed: int, rank: int, step: int) -> None:
+    """Seed the global RNG (dropout etc.) from (seed, rank, step). Done at start and after every
+    checkpoint, so a resumed run draws exactly the numbers the uninterrupted run drew."""
+    torch.manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+
+
+# ---------------------------------------------------------------------------------------- main
+def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
+    """Train ``cfg`` and return the run folder. ``resume``: continue from the newest checkpoint in
+    ``train.out_dir`` exactly where it stopped (same data order, optimiser and scheduler state)."""
+    t = cfg.train
+    info: DistInfo = init_distributed(t.device)
+    if t.threads > 0 and info.device.type == "cpu":
+        torch.set_num_threads(t.threads)
+    out = Path(t.out_dir)
+    reseed(t.seed, info.rank, 0)
+
+    # Data first: building the embedded dataset (rank 0) must finish before any process reads it.
+    if info.is_main:
+        root, train_list, val_list = data_paths(cfg)
+    if info.world_size > 1:
+        dist.barrier()
+    if not info.is_main:
+        root, train_list, val_list = data_paths(replace(cfg, train=replace(t, progress=False)))
+
+    model = load_model(t.init_from) if t.init_from else build_model(cfg.model)
+    if t.init_mae:
+        ignored = init_video_from_mae(model, t.init_mae)
+        if info.is_main:
+            print(f"[tvts] video encoder initialised from {t.init_mae} (ignored MAE keys: {len(ignored)})")
+    model.to(info.device).train()
+    objective = build_objective(cfg.objective)
+    ddp_model = model
+    if info.world_size > 1:
+        unused = cfg.objective.contrastive_weight == 0 or cfg.objective.sort_weight == 0
+        ddp_model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+                                            find_unused_parameters=unused)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = build_optimizer(model, t)
+    sched = build_scheduler(opt, t)
+
+    dataset = transcript_dataset(cfg, root, train_list, train=True)
+    sampler = ResumableSampler(len(dataset), t.seed, info.rank, info.world_size)
+    steps_per_epoch = len(sampler) // t.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(dataset)} training videos cannot fill one batch of {t.batch_size} per process")
+
+    step, bad, seen, elapsed_before = 0, {}, 0, 0.0
+    ckpt = latest_checkpoint(out) if resume else None
+    if resume and ckpt is None and info.is_main:
+        print(f"[tvts] no checkpoint in {out}; starting from scratch")
+    if ckpt is not None:
+        state = load_trainer_state(ckpt)
+        from safetensors.torch import load_file
+
+        load_state_strict(model, load_file(str(ckpt / "model.safetensors")), str(ckpt))
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, seen, elapsed_before = int(state["step"]), int(state["seen"]), float(state["elapsed"])
+        bad = {k: int(v) for k, v in state["bad"].items()}
+        reseed(t.seed, info.rank, step)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, truncate_after=step if ckpt else 0)
+
+    def checkpoint_now() -> None:
+        if info.is_main:
+            state = {"step": step, "seen": seen, "elapsed": elapsed_before + time.time() - t0, "bad": bad,
+                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+            save_checkpoint(out, step, model, state)
+        if info.world_size > 1:
+            dist.barrier()
+        reseed(t.seed, info.rank, step)
+
+    bar = None
+    if info.is_main and t.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=t.steps, initial=step, desc="pretrain", dynamic_ncols=True)
+    t0 = time.time()
+    window_t, window_clips = time.time(), 0
+    time_limit = t.time_limit_minutes * 60 if t.time_limit_minutes > 0 else math.inf
+    while step < t.steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        dataset.set_epoch(epoch)
+        sampler.set_position(epoch, offset * t.batch_size)
+        # Its own generator, so creating the loader draws nothing from the global RNG (which dropout
+        # uses): a resumed run then draws the same numbers as an uninterrupted one.
+        loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=cfg.data.workers,
+                            collate_fn=collate, drop_last=True, pin_memory=info.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(t.seed + epoch))
+        for batch in loader:
+            batch = to_device(batch, info.device)
+            with autocast_context(t.precision, info.device):
+                losses, metrics = objective(ddp_model, batch)
+            loss = sum(losses.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip) if t.grad_clip > 0 else torch.tensor(0.0)
+            opt.step()
+            sched.step()
+            step += 1
+            window_clips += len(batch["texts"]) * info.world_size
+            skipped = all_reduce_sum(batch["skipped"], info.device)
+            for k, v in skipped.items():
+                bad[k] = bad.get(k, 0) + int(v)
+            seen += len(batch["texts"]) * info.world_size
+            n_bad = sum(bad.values())
+            if seen >= 100 and n_bad / (n_bad + seen) > cfg.data.max_bad_fraction:
+                raise RuntimeError(f"{n_bad} bad samples against {seen} good ones (> data.max_bad_fraction="
+                                   f"{cfg.data.max_bad_fraction}); by reason: {bad}; last bad files: {batch['bad_paths'][:5]}")
+            if step % t.log_every == 0 or step == t.steps:
+                row = {"step": step, "epoch": epoch, "lr": sched.get_last_lr()[0], "loss": loss.item(),
+                       **{f"loss_{k}": v.item() for k, v in losses.items()},
+                       **{k: v.item() for k, v in metrics.items()},
+                       "grad_norm": float(grad_norm), "clips_per_s": window_clips / max(1e-9, time.time() - window_t),
+                       "bad": dict(bad), "elapsed": elapsed_before + time.time() - t0}
+                log.write(row)
+                window_t, window_clips = time.time(), 0
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", sort_acc=f"{row.get('sort_segment_acc', float('nan')):.2f}",
+                                    clips_s=f"{row['clips_per_s']:.1f}", bad=n_bad)
+            if bar is not None:
+                bar.update(1)
+            out_of_time = time.time() - t0 > time_limit
+            if step % t.ckpt_every == 0 or step == t.steps or out_of_time:
+                checkpoint_now()
+            if step >= t.steps or out_of_time:
+                break
+        if time.time() - t0 > time_limit:
+            if info.is_main:
+                print(f"[tvts] time limit of {t.time_limit_minutes} min reached at step {step}")
+            break
+    if bar is not None:
+        bar.close()
+    if info.is_main:
+        model.save_pretrained(out / "model")
+        (out / "train_summary.json").write_text(json.dumps(
+            {"steps": step, "seen": seen, "bad": bad, "seconds": elapsed_before + time.time() - t0,
+             "world_size": info.world_size}, indent=2))
+    if info.world_size > 1:
+        dist.barrier()
+    return out
