@@ -95,9 +95,9 @@ class SyntheticConfig:
 
     out: str = "data/narrated_shapes"
     seed: int = 0
-    num_train: int = 1200
-    num_val: int = 150
-    num_heldout: int = 240
+    num_train: int = 2400
+    num_val: int = 200
+    num_heldout: int = 320
     size: int = 64
     fps: float = 4.0
 

@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+
+from tvts.data.decode import VideoInfo, decode_all, decode_frames, probe
+from tvts.errors import SampleError
+
+FPS = 10
+N = 30  # frames 0..29, frame i shown during [i / 10, (i + 1) / 10)
+
+
+@pytest.fixture(scope="module")
+def indexed_video(tmp_path_factory, make_video, gray_code):
+    path = tmp_path_factory.mktemp("decode") / "indexed.mp4"
+    # keyframe every 5 frames, so that requests after the start exercise the backward seek
+    return make_video(path, gray_code.frames(N, 48, 64), FPS, gop=5)
+
+
+def _expected(times):
+    return np.clip(np.floor(np.asarray(times) * FPS + 1e-9), 0, N - 1).astype(int)
+
+
+def test_probe(indexed_video):
+    info = probe(indexed_video)
+    assert isinstance(info, VideoInfo)
+    assert info.duration == pytest.approx(3.0)
+    assert info.fps == pytest.approx(10.0)
+    assert info.num_frames == N
+    assert (info.width, info.height) == (64, 48)
+
+
+def test_decode_frames_picks_last_frame_at_or_before_t(indexed_video, gray_code):
+    times = [0.0, 0.05, 0.0999, 0.1, 1.25, 1.3, 2.0, 2.95]
+    frames = decode_frames(indexed_video, times)
+    assert frames.dtype == np.uint8 and frames.shape == (len(times), 48, 64, 3)
+    np.testing.assert_array_equal(gray_code.index(frames), _expected(times))
+    np.testing.assert_array_equal(_expected(times), [0, 0, 0, 1, 12, 13, 20, 29])
+
+
+def test_decode_frames_unsorted_repeated_and_out_of_range(indexed_video, gray_code):
+    times = [2.95, 100.0, 0.73, -1.0, 1.3, 0.73, 3.0, 1.0]
+    frames = decode_frames(indexed_video, times)
+    np.testing.assert_array_equal(gray_code.index(frames), [29, 29, 7, 0, 13, 7, 29, 10])
+
+
+def test_decode_frames_late_window_uses_seek_and_matches_full_decode(indexed_video, gray_code):
+    everything = decode_all(indexed_video)
+    assert everything.shape == (N, 48, 64, 3)
+    np.testing.assert_array_equal(gray_code.index(everything), np.arange(N))
+    times = np.array([1.71, 2.26, 1.99, 2.5])  # all after the 1st keyframe: decoding starts at frame 15
+    frames = decode_frames(indexed_video, times)
+    np.testing.assert_array_equal(frames, everything[_expected(times)])
+
+
+def test_decode_frames_only_times_past_the_end(indexed_video, gray_code):
+    np.testing.assert_array_equal(gray_code.index(decode_frames(indexed_video, [100.0, 3.5])), [N - 1, N - 1])
+
+
+def test_decode_frames_empty_request(indexed_video):
+    assert decode_frames(indexed_video, []).shape == (0, 48, 64, 3)
+
+
+def test_text_file_is_unreadable(tmp_path):
+    p = tmp_path / "notes.mp4"
+    p.write_text("this is not a video\n" * 20)
+    for fn in (probe, lambda q: decode_frames(q, [0.0]), decode_all):
+        with pytest.raises(SampleError) as ei:
+            fn(str(p))
+        assert ei.value.reason == "unreadable" and ei.value.path == str(p)
+
+
+def test_missing_file_is_unreadable(tmp_path):
+    with pytest.raises(SampleError) as ei:
+        decode_frames(str(tmp_path / "nope.mp4"), [0.0])
+    assert ei.value.reason == "unreadable"
+
+
+def test_truncated_file_is_unreadable(tmp_path, indexed_video):
+    data = open(indexed_video, "rb").read()
+    p = tmp_path / "truncated.mp4"
+    p.write_bytes(data[: len(data) // 2])  # the moov index sits at the end of a non-faststart MP4: now lost
+    with pytest.raises(SampleError) as ei:
+        decode_frames(str(p), [0.5, 1.0])
+    assert ei.value.reason == "unreadable"
+    with pytest.raises(SampleError) as ei:
+        probe(str(p))
+    assert ei.value.reason == "unreadable"
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    import av
+
+    p = str(tmp_path / "speech.m4a")
+    with av.open(p, "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            frame.pts = i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    for fn in (probe, lambda q: decode_frames(q, [0.0]), decode_all):
+        with pytest.raises(SampleError) as ei:
+            fn(p)
+        assert ei.value.reason == "no_video_stream" and ei.value.path == p
+
+
+def test_decode_frames_decodes_only_the_needed_range(indexed_video, monkeypatch):
+    import tvts.data.decode as decode
+
+    seen = []
+    original = decode._frame_time
+
+    def spy(*args):
+        seen.append(original(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(decode, "_frame_time", spy)
+    decode_frames(indexed_video, [2.26, 1.71])
+    # starts at the keyframe at or before 1.71 (frame 15, t = 1.5), stops at the first frame after 2.26
+    assert seen[0] == pytest.approx(1.5) and seen[-1] == pytest.approx(2.3)

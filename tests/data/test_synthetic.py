@@ -1,0 +1,354 @@
+"""Tests of the "narrated shapes" generator (tvts.data.synthetic), on a tiny dataset."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tvts.data import synthetic as S
+
+SMALL = dict(num_train=6, num_val=2, num_heldout=16, size=64, fps=4.0, workers=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "ds"
+    summary = S.make_synthetic(out, seed=0, **SMALL)
+    return out, summary
+
+
+def _names(csv_path) -> list[str]:
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [r["Name"] for r in rows]
+
+
+def _annotation_path(yt_root: Path, name: str) -> Path:
+    first, base = name.split("/")[0], os.path.basename(name)
+    return yt_root / "videos" / first / "annotations" / (os.path.splitext(base)[0] + ".json")
+
+
+def _narrated(out: Path):
+    """(video path, annotation dict) of every train and val video."""
+    yt = out / "yttemporal"
+    names = _names(yt / "meta_data" / "yttemporal_train.csv") + _names(yt / "meta_data" / "yttemporal_val.csv")
+    return [(yt / "videos" / n, json.loads(_annotation_path(yt, n).read_text())) for n in names]
+
+
+def _decode(path) -> tuple[list[np.ndarray], float, int]:
+    """Frames (uint8 [H, W, 3]), the stream's frame rate and the number of keyframes."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        frames, keys = [], 0
+        for frame in c.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            keys += frame.key_frame
+        return frames, float(stream.average_rate), keys
+
+
+def _mask(frame: np.ndarray, colour: str) -> np.ndarray:
+    rgb = np.asarray(S.COLOURS[colour], dtype=np.float64)
+    return np.linalg.norm(frame.astype(np.float64) - rgb, axis=-1) < 60
+
+
+def _eye_angle(frame: np.ndarray, colour: str, state: dict) -> float:
+    """Screen angle (radians, clockwise from "up") of the dark pixels near a shape's centre: its eye.
+
+    Within 0.6 radius of the centre every kind is painted, so darkness there is the eye (weighted
+    softly, as H.264 blurs a dot of a few pixels)."""
+    yy, xx = np.mgrid[0:64, 0:64] + 0.5
+    dx, dy = xx - state["x"], yy - state["y"]
+    near = np.hypot(dx, dy) < 0.6 * state["radius"]
+    brightness = frame.astype(np.float64).sum(-1) / sum(S.COLOURS[colour])
+    dark = np.clip(1.0 - brightness, 0.0, 1.0) * near
+    return math.atan2((dark * dx).sum(), -(dark * dy).sum())
+
+
+def test_summary_and_counts(dataset):
+    out, summary = dataset
+    assert summary["cached"] is False
+    assert summary["classes"] == list(S.ACTIONS)
+    assert (summary["num_train"], summary["num_val"], summary["num_heldout"]) == (6, 2, 16)
+    assert summary["video_bytes"] > 0
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["version"] == S.VERSION and meta["seed"] == 0
+    assert meta["params"]["num_train"] == 6 and meta["params"]["fps"] == 4.0
+    for key in ("train_csv", "val_csv", "msrvtt_json", "msrvtt_test_csv", "ucf_class_ind", "ucf_trainlist",
+                "ucf_testlist"):
+        assert Path(summary[key]).is_file(), key
+
+
+def test_narrated_videos_decode(dataset):
+    out, _ = dataset
+    videos = _narrated(out)
+    assert len(videos) == 8
+    for path, ann in videos:
+        info = ann["info"]
+        assert (info["width"], info["height"], info["fps"]) == (64, 64, 4.0)
+        frames, rate, keys = _decode(path)
+        assert frames[0].shape == (64, 64, 3)
+        assert rate == pytest.approx(4.0)
+        assert len(frames) == round(info["duration"] * info["fps"])
+        assert keys >= info["duration"] / 2.0  # a keyframe at least every 2 s
+        # the background is dark: most pixels are far from every shape colour
+        assert np.mean(frames[0].max(axis=-1) < 90) > 0.3
+
+
+def test_annotation_structure(dataset):
+    out, _ = dataset
+    for _, ann in _narrated(out):
+        events, shapes = ann["events"], ann["shapes"]
+        assert S.NUM_EVENTS[0] <= len(events) <= S.NUM_EVENTS[1]
+        assert ann["info"]["duration"] == len(events) * S.EVENT_SECONDS
+        assert len(ann["denoised"]) == len(events)
+        assert 2 <= len(shapes) <= 3
+        assert len({s["shape"] for s in shapes}) == len(shapes)
+        assert len({s["colour"] for s in shapes}) == len(shapes)
+        state = {(s["shape"], s["colour"]): s for s in shapes}
+        for e, ev in enumerate(events):
+            assert (ev["start"], ev["end"]) == (e * S.EVENT_SECONDS, (e + 1) * S.EVENT_SECONDS)
+            assert ev["action"] in S.ACTIONS
+            assert ev["caption"] == f"the {ev['colour']} {ev['shape']} {S.CAPTIONS[ev['action']]}"
+            key = (ev["shape"], ev["colour"])
+            before, after = ev["before"], ev["after"]
+            assert before == {k: state[key][k] for k in before}  # events chain from the initial scene
+            if ev["action"].startswith("Rotate"):
+                assert ev["shape"] != "circle"
+                turn = (after["angle"] - before["angle"]) % 360
+                assert turn == pytest.approx(90 if ev["action"] == "RotateClockwise" else 270, abs=0.02)
+            if ev["action"] in ("Grow", "Shrink"):
+                ratio = after["radius"] / before["radius"]
+                assert ratio == pytest.approx(S.GROWTH if ev["action"] == "Grow" else 1 / S.GROWTH, rel=0.01)
+            moves = {"MoveLeft": ("x", -1), "MoveRight": ("x", 1), "MoveUp": ("y", -1), "MoveDown": ("y", 1)}
+            if ev["action"] in moves:
+                axis, sign = moves[ev["action"]]
+                other = "y" if axis == "x" else "x"
+                assert (after[axis] - before[axis]) % 64 == pytest.approx((sign * S.MOVE_FRACTION * 64) % 64, abs=0.02)
+                assert after[other] == before[other]
+            radii = [round(level * 64, 2) for level in S.SIZE_LEVELS]
+            assert after["radius"] in radii
+            state[key] = {**state[key], **after}
+
+
+def test_subtitles_follow_events(dataset):
+    out, _ = dataset
+    for _, ann in _narrated(out):
+        subs = ann["subtitles"]
+        times = [w["time"] for w in subs]
+        assert times == sorted(times)
+        assert times[0] >= 0 and times[-1] <= ann["info"]["duration"] + 1.0
+        assert all(isinstance(w["word"], str) and w["word"] for w in subs)
+        for ev, clean in zip(ann["events"], ann["denoised"]):
+            spoken = [w["word"] for w in subs if ev["start"] <= w["time"] < ev["end"]]
+            assert len(spoken) >= 2  # at least 4 words, at most 1 dropped ("the") and 2 spilled
+            assert ev["colour"] in clean["cleanasr"] and ev["shape"] in clean["cleanasr"]
+            assert ev["colour"] in spoken or ev["shape"] in spoken
+
+
+def test_motion_visible_in_decoded_frames(dataset):
+    """Moves shift the acting shape's colour mask the right way, Grow/Shrink change its area and
+    rotations turn its eye (the black orientation dot) the right way."""
+    out, _ = dataset
+    checked = {"move": 0, "size": 0, "rotate": 0}
+    directions = {"MoveLeft": (-1, 0), "MoveRight": (1, 0), "MoveUp": (0, -1), "MoveDown": (0, 1)}
+    step = S.MOVE_FRACTION * 64
+    for path, ann in _narrated(out):
+        frames, _, _ = _decode(path)
+        for ev in ann["events"]:
+            first, last = frames[round(ev["start"] * 4)], frames[round(ev["end"] * 4) - 1]
+            m0, m1 = _mask(first, ev["colour"]), _mask(last, ev["colour"])
+            if ev["action"] in directions:
+                dx, dy = directions[ev["action"]]
+                b = ev["before"]
+                target = (b["x"] + dx * step, b["y"] + dy * step)
+                ext = 1.4 * b["radius"]
+                if not all(ext <= v <= 64 - ext for v in (b["x"], b["y"], *target)):
+                    continue  # the move wraps around an edge
+                ys0, xs0 = np.nonzero(m0)
+                ys1, xs1 = np.nonzero(m1)
+                shift = np.array([xs1.mean() - xs0.mean(), ys1.mean() - ys0.mean()])
+                along = shift @ np.array([dx, dy])
+                across = abs(shift @ np.array([dy, dx]))
+                assert along > 0.7 * step, (path, ev, shift)
+                assert across < 0.25 * step, (path, ev, shift)
+                checked["move"] += 1
+            elif ev["action"] in ("Grow", "Shrink"):
+                ratio = m1.sum() / max(m0.sum(), 1)
+                if ev["action"] == "Grow":
+                    assert ratio > 1.8, (path, ev, ratio)
+                else:
+                    assert ratio < 1 / 1.8, (path, ev, ratio)
+                checked["size"] += 1
+            elif ev["action"].startswith("Rotate"):
+                b = ev["before"]
+                if b["radius"] < 7 or not all(b["radius"] <= v <= 64 - b["radius"] for v in (b["x"], b["y"])):
+                    continue  # too small to see the eye, or wrapping around an edge
+                turn = math.degrees(_eye_angle(last, ev["colour"], b) - _eye_angle(first, ev["colour"], b))
+                turn = (turn + 180) % 360 - 180
+                expected = 90 if ev["action"] == "RotateClockwise" else -90
+                assert abs(turn - expected) < 20, (path, ev, turn)
+                checked["rotate"] += 1
+    assert checked["move"] >= 3 and checked["size"] >= 2 and checked["rotate"] >= 2, checked
+
+
+def test_determinism(dataset, tmp_path):
+    out, _ = dataset
+    again = tmp_path / "again"
+    S.make_synthetic(again, seed=0, **{**SMALL, "workers": 1})  # worker count must not matter
+    ann_dir = Path("yttemporal/videos/synth/annotations")
+    files = sorted(p.name for p in (out / ann_dir).iterdir())
+    assert files == sorted(p.name for p in (again / ann_dir).iterdir())
+    for name in files:
+        assert (out / ann_dir / name).read_bytes() == (again / ann_dir / name).read_bytes()
+    for rel in ("heldout/msrvtt/MSRVTT_data.json", "heldout/ucf/trainlist01.txt",
+                "yttemporal/meta_data/yttemporal_train.csv"):
+        assert (out / rel).read_bytes() == (again / rel).read_bytes()
+    for rel in ("yttemporal/videos/synth/data/vid_00000.mp4", "heldout/videos/all/video3.mp4"):
+        a, _, _ = _decode(out / rel)
+        b, _, _ = _decode(again / rel)
+        assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+    other = tmp_path / "other"
+    S.make_synthetic(other, seed=1, **{**SMALL, "num_heldout": 0})
+    differ = [(out / ann_dir / n).read_bytes() != (other / ann_dir / n).read_bytes() for n in files]
+    assert all(differ)
+
+
+def test_layout_files(dataset):
+    out, _ = dataset
+    yt = out / "yttemporal"
+    with open(yt / "meta_data" / "yttemporal_train.csv") as f:
+        assert f.readline() == "Name\n"
+    train = _names(yt / "meta_data" / "yttemporal_train.csv")
+    val = _names(yt / "meta_data" / "yttemporal_val.csv")
+    assert train == [f"synth/data/vid_{i:05d}.mp4" for i in range(6)]
+    assert val == ["synth/data/vid_00006.mp4", "synth/data/vid_00007.mp4"]
+    for name in train + val:
+        assert (yt / "videos" / name).is_file() and _annotation_path(yt, name).is_file()
+
+    held = out / "heldout"
+    data = json.loads((held / "msrvtt" / "MSRVTT_data.json").read_text())
+    videos = {v["video_id"]: v for v in data["videos"]}
+    assert sorted(videos) == sorted(f"video{i}" for i in range(16))
+    assert len(data["sentences"]) == 32
+    assert [s["sen_id"] for s in data["sentences"]] == list(range(32))
+    for s in data["sentences"]:
+        v = videos[s["video_id"]]
+        assert v["colour"] in s["caption"] and v["shape"] in s["caption"]
+    for vid, v in videos.items():
+        assert v["action"] == S.ACTIONS[v["category"]] == S.ACTIONS[int(vid[5:]) % 8]
+        assert (held / "videos" / "all" / f"{vid}.mp4").is_file()
+        captions = [s["caption"] for s in data["sentences"] if s["video_id"] == vid]
+        assert captions[0] == f"the {v['colour']} {v['shape']} {S.CAPTIONS[v['action']]}"
+        assert len(set(captions)) == 2
+    for action in S.ACTIONS:  # class-balanced halves
+        splits = [v["split"] for v in videos.values() if v["action"] == action]
+        assert sorted(splits) == ["test", "train"]
+
+    with open(held / "msrvtt" / "MSRVTT_JSFUSION_test.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["key", "vid_key", "video_id", "sentence"]
+    tests = [v for v in data["videos"] if v["split"] == "test"]
+    assert [r["video_id"] for r in rows] == [v["video_id"] for v in tests]
+    first = {}
+    for s in data["sentences"]:
+        first.setdefault(s["video_id"], s["caption"])
+    assert all(r["sentence"] == first[r["video_id"]] for r in rows)
+
+    ucf = held / "ucf"
+    class_ind = (ucf / "classInd.txt").read_text().splitlines()
+    assert class_ind == [f"{k + 1} {a}" for k, a in enumerate(S.ACTIONS)]
+    trainlist = (ucf / "trainlist01.txt").read_text().splitlines()
+    testlist = (ucf / "testlist01.txt").read_text().splitlines()
+    assert len(trainlist) == len(testlist) == 8
+    assert len(set(trainlist + testlist)) == 16
+    for lines in (trainlist, testlist):  # sorted by class, like UCF-101's lists
+        order = [S.ACTIONS.index(line.split("/")[0]) for line in lines]
+        assert order == sorted(order)
+    for line in trainlist:
+        rel, label = line.split(" ")
+        cls = rel.split("/")[0]
+        assert S.ACTIONS[int(label) - 1] == cls
+        assert os.path.basename(rel).startswith(f"v_{cls}_g")
+        assert (ucf / "videos" / rel).is_file()
+    for rel in testlist:
+        assert " " not in rel and (ucf / "videos" / rel).is_file()
+    for vid, v in videos.items():  # the UCF files are the same clips (hard links or copies)
+        a, b = ucf / "videos" / v["ucf_path"], held / "videos" / "all" / f"{vid}.mp4"
+        assert os.path.samefile(a, b) or a.read_bytes() == b.read_bytes()
+
+
+def test_heldout_clips_decode(dataset):
+    out, _ = dataset
+    data = json.loads((out / "heldout" / "msrvtt" / "MSRVTT_data.json").read_text())
+    for v in data["videos"]:
+        frames, rate, _ = _decode(out / "heldout" / "videos" / "all" / f"{v['video_id']}.mp4")
+        assert frames[0].shape == (64, 64, 3) and rate == pytest.approx(4.0)
+        assert len(frames) == round(v["duration"] * 4)
+        assert v["event_end"] - v["event_start"] == S.EVENT_SECONDS
+        assert 0 <= v["event_start"] <= 0.5 and v["duration"] - v["event_end"] <= 0.5
+        # the named shape is on screen
+        assert _mask(frames[0], v["colour"]).sum() > 10
+
+
+def test_cache(dataset):
+    out, _ = dataset
+    marker = out / "dataset.json"
+    before = marker.stat().st_mtime_ns, (out / "yttemporal/videos/synth/data/vid_00000.mp4").stat().st_mtime_ns
+    t0 = time.perf_counter()
+    summary = S.make_synthetic(out, seed=0, **SMALL)
+    assert time.perf_counter() - t0 < 1.0
+    assert summary["cached"] is True and summary["num_train"] == 6
+    after = marker.stat().st_mtime_ns, (out / "yttemporal/videos/synth/data/vid_00000.mp4").stat().st_mtime_ns
+    assert before == after
+
+
+def test_cache_invalidated_by_new_parameters(tmp_path):
+    out = tmp_path / "ds"
+    S.make_synthetic(out, seed=0, num_train=2, num_val=1, num_heldout=8, progress=False)
+    summary = S.make_synthetic(out, seed=0, num_train=3, num_val=1, num_heldout=0, progress=False)
+    assert summary["cached"] is False
+    assert len(_names(out / "yttemporal/meta_data/yttemporal_train.csv")) == 3
+    assert not list((out / "heldout" / "videos" / "all").iterdir())  # stale clips are gone
+    assert json.loads((out / "dataset.json").read_text())["params"]["num_train"] == 3
+
+
+def test_narration_noise_statistics():
+    """Noise is present but keeps the shape and action words: checked on many generated events."""
+    rng = np.random.default_rng(0)
+    events = []
+    for e in range(2000):
+        events.append({"start": 5.0 * e, "end": 5.0 * e + 5.0, "action": S.ACTIONS[e % 8],
+                       "shape": S.SHAPES[e % 5], "colour": list(S.COLOURS)[e % 8]})
+    subtitles, denoised = S._narration(rng, events)
+    assert len(denoised) == len(events)
+    times = np.array([w["time"] for w in subtitles])
+    assert np.all(np.diff(times) >= 0)
+    intact = 0
+    for ev in events:
+        lo, hi = np.searchsorted(times, [ev["start"], ev["end"]])
+        inside = [w["word"] for w in subtitles[lo:hi]]
+        intact += ev["colour"] in inside and ev["shape"] in inside
+    assert intact / len(events) > 0.95
+    clean_words = sum(len(d["cleanasr"].split()) for d in denoised)
+    fillers = sum(w["word"] in S._FILLERS for w in subtitles)
+    assert 0.15 < fillers / len(events) < 0.5
+    assert len(subtitles) != clean_words  # drops and fillers change the word count
+
+
+def test_word_times_spill_rarely():
+    rng = np.random.default_rng(0)
+    runs = [S._word_times(rng, 8, 10.0, 15.0, earliest=0.0) for _ in range(2000)]
+    assert all(r == sorted(r) and r[0] >= 10.0 for r in runs)
+    spilled = [r for r in runs if r[-1] >= 15.0]
+    assert 0.05 < len(spilled) / len(runs) < 0.15
+    assert all(r[-3] < 15.0 and r[-1] < 15.8 for r in spilled)  # at most 2 words, shortly after the end
+    assert all(r[-1] < 15.0 for r in runs if r not in spilled)

@@ -1,0 +1,50 @@
+"""The main job end to end through the CLI, on a tiny recipe (tiny model, tiny dataset)."""
+
+import json
+
+import pytest
+import yaml
+
+from tvts.cli import main
+from tvts.testing import make_tiny_bert
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path):
+    bert = make_tiny_bert(tmp_path / "bert")
+    recipe = {
+        "model": {"base": "tvts_demo", "embed_dim": 16,
+                  "video": {"img_size": 16, "num_frames": 4, "patch": 8, "width": 32, "depth": 1, "heads": 2, "max_slots": 2},
+                  "text": {"name": str(bert), "max_length": 16}, "sort_head": {"depth": 1, "heads": 2}},
+        "data": {"synthetic": {"out": str(tmp_path / "shapes"), "num_train": 8, "num_val": 4, "num_heldout": 16},
+                 "workers": 0},
+        "train": {"out_dir": str(tmp_path / "run"), "steps": 3, "batch_size": 4, "ckpt_every": 2, "log_every": 1,
+                  "progress": False},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_main_job_writes_checkpoint_metrics_results_and_plot(tiny_recipe, tmp_path, capsys):
+    assert main(["main", "--config", str(tiny_recipe)]) == 0
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    assert results["version"] == 1 and results["sort_head"] == "pointer"
+    s = results["sort"]
+    assert s["num_videos"] == 4 and s["K"] == 4 and s["chance_segment_acc"] == 0.25
+    for part in ("text_video", "text_only"):
+        assert 0.0 <= s[part]["segment_acc"] <= 1.0 and 0.0 <= s[part]["order_acc"] <= 1.0
+    r = results["retrieval"]
+    assert r["num_queries"] == r["num_videos"] == 8
+    assert 1 <= r["t2v_MedR"] <= 8 and r["t2v_R@10"] == 100.0  # only 8 candidates
+    assert results["train"]["steps"] == 3
+    assert set(results["timing"]) == {"data_s", "pretrain_s", "eval_s", "total_s"}
+    assert (run / "training_curves.png").stat().st_size > 1000
+    assert (run / "model" / "model.safetensors").is_file()
+    assert "text + video" in capsys.readouterr().out
+
+
+def test_bad_override_is_a_clear_error(tiny_recipe, capsys):
+    assert main(["main", "--config", str(tiny_recipe), "train.batch_sise=2"]) == 2
+    assert "train.batch_sise" in capsys.readouterr().err

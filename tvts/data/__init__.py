@@ -1,0 +1,1 @@
+"""Data: transcripts, decoding, frame sampling, transforms, masking, datasets, the synthetic generator."""

@@ -1,0 +1,386 @@
+"""Datasets: YT-Temporal style (video + timed transcript) for pretraining, and plain clips for evaluation.
+
+One training sample (TVTS Sec. 3.1): K consecutive transcript segments (Eq. 1) -> M frame times by TSN over
+[S_1, E_K] -> decode -> transform -> shuffle the K texts (labels o_i) -> mask indices.
+
+Randomness: each draw uses a numpy Generator seeded from (seed, epoch, index, attempt), so a sample depends
+only on those numbers - not on the number of DataLoader workers or on what was drawn before - and a resumed
+run replays it exactly. A bad sample (any :class:`SampleError`) is counted by reason and replaced by another
+index drawn from that same generator; there are no black frames and no made-up texts.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tvts.data.decode import decode_frames, probe
+from tvts.data.masking import full_mask, random_mask, tube_mask
+from tvts.data.sampling import tsn_timestamps
+from tvts.data.transcripts import load_yt_annotation, sample_segments, shuffle_segments, span_seconds
+from tvts.data.transforms import VideoTransform
+from tvts.errors import ConfigError, SampleError
+
+__all__ = [
+    "MaskSpec",
+    "make_mask",
+    "read_split_list",
+    "yt_paths",
+    "sample_rng",
+    "TranscriptVideoDataset",
+    "collate",
+    "ClipDataset",
+    "collate_clips",
+]
+
+_MASK_KINDS = ("random", "tube", "none")
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """How to mask video tokens: ``kind`` "random" (independent per slot, TVTS), "tube" (same positions in
+    every slot, TVTSv2) or "none"; ``num_slots`` temporal token positions (M / tubelet size), ``num_patches``
+    spatial tokens per slot ((h / patch) * (w / patch)), ``ratio`` fraction masked, 0 <= ratio < 1."""
+
+    kind: str
+    num_slots: int
+    num_patches: int
+    ratio: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in _MASK_KINDS:
+            raise ConfigError(f"mask kind must be one of {_MASK_KINDS}, got {self.kind!r}", field="mask.kind")
+        for name in ("num_slots", "num_patches"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {v!r}", field=f"mask.{name}")
+        if not (0.0 <= float(self.ratio) < 1.0):
+            raise ConfigError(f"mask ratio must satisfy 0 <= ratio < 1, got {self.ratio!r}", field="mask.ratio")
+
+
+def make_mask(spec: MaskSpec, rng: np.random.Generator | None) -> torch.Tensor:
+    """Kept patch indices, LongTensor ``[num_slots, n_keep]`` (rows sorted). "none" keeps everything and
+    needs no rng."""
+    if spec.kind == "none":
+        return full_mask(spec.num_slots, spec.num_patches)
+    if rng is None:
+        raise ConfigError(f"mask kind {spec.kind!r} needs an rng", field="mask.kind")
+    fn = random_mask if spec.kind == "random" else tube_mask
+    return fn(spec.num_slots, spec.num_patches, spec.ratio, rng)
+
+
+def read_split_list(path: str | os.PathLike) -> list[str]:
+    """Names from a YT-Temporal split file (tab-separated, header with a ``Name`` column), e.g.
+    ``synth/data/vid_00000.mp4``. Raises :class:`ConfigError` naming the file if it is missing, empty or
+    has no ``Name`` column."""
+    path = os.fspath(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter="\t")
+            header = next(reader, None)
+            if header is None:
+                raise ConfigError("split list is empty", source=path)
+            header = [h.strip() for h in header]
+            if "Name" not in header:
+                raise ConfigError(f"split list has no 'Name' column (header: {header})", field="Name", source=path)
+            col = header.index("Name")
+            names = [row[col].strip() for row in reader if len(row) > col and row[col].strip()]
+    except FileNotFoundError as e:
+        raise ConfigError("split list not found", source=path) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read split list: {e}", source=path) from e
+    if not names:
+        raise ConfigError("split list has no entries", field="Name", source=path)
+    return names
+
+
+def yt_paths(root: str | os.PathLike, name: str) -> tuple[str, str]:
+    """``(video_path, annotation_path)`` for a split-list name, as the published ``get_caption_path``:
+    video ``<root>/videos/<name>``, annotation
+    ``<root>/videos/<first component of name>/annotations/<basename without extension>.json``."""
+    p = PurePosixPath(name)
+    if not p.parts:
+        raise ConfigError(f"empty video name {name!r}")
+    videos = os.path.join(os.fspath(root), "videos")
+    video = os.path.join(videos, *p.parts)
+    annotation = os.path.join(videos, p.parts[0], "annotations", p.stem + ".json")
+    return video, annotation
+
+
+class _Names:
+    """An immutable list of strings stored as one UTF-8 buffer plus offsets.
+
+    Hand-written on purpose: a Python list of millions of ``str`` objects in a Dataset is copied page by page
+    into every forked DataLoader worker as reference counts are touched ("copy-on-read"); two numpy arrays
+    are not. ``names[i]`` returns a ``str``."""
+
+    def __init__(self, names: list[str]):
+        encoded = [n.encode("utf-8") for n in names]
+        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=self._offsets[1:])
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        return self._blob[self._offsets[i] : self._offsets[i + 1]].tobytes().decode("utf-8")
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def sample_rng(seed: int, epoch: int, index: int, attempt: int) -> np.random.Generator:
+    """The generator for one draw: seeded from (seed, epoch, index, attempt) only."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index), int(attempt)]))
+
+
+class TranscriptVideoDataset(Dataset):
+    """YT-Temporal style pretraining data: ``<root>/videos/<Name>`` + its annotation JSON.
+
+    Each item is a dict:
+
+    - ``frames``: float32 ``[M, 3, size, size]`` (M = ``num_frames``), TSN over [S_1, E_K];
+    - ``texts``: K shuffled segment texts; ``order``: LongTensor ``[K]``, ``texts[i]`` is segment ``order[i]``;
+    - ``keep``: LongTensor ``[num_slots, n_keep]`` kept patch indices (only when ``mask`` is given);
+    - ``bounds``: float64 tensor ``[K, 2]`` (S_k, E_k) in seconds (temporal order); ``frame_times``: float64
+      ``[M]``;
+    - ``video_id``: the split-list name used; ``index``: the dataset index really used;
+    - ``skipped``: {reason: count} of bad samples replaced in this draw; ``bad_paths``: their paths.
+
+    ``train=True``: random start, random TSN times, random crop (if the transform is a train transform),
+    shuffled texts, random mask; each from ``sample_rng(seed, epoch, index, attempt)``. ``train=False``:
+    middle start, TSN midpoints, and (if ``shuffle``) a fixed per-index shuffle that ignores the epoch, so an
+    evaluation is repeatable. ``set_epoch`` must be called in the process that owns the dataset copy used by
+    the workers (i.e. before the DataLoader iterator is created; not with ``persistent_workers=True``).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split_list: str | os.PathLike | list[str],
+        num_segments: int = 4,
+        segment_seconds: float = 4.0,
+        gap: float = 1.0,
+        num_frames: int = 8,
+        transform: VideoTransform | None = None,
+        mask: MaskSpec | None = None,
+        train: bool = True,
+        seed: int = 0,
+        shuffle: bool = True,
+        max_retries: int = 10,
+        *,
+        min_words: int = 1,
+        segment_tries: int = 10,
+        video_tolerance: float = 0.5,
+        decode_threads: int | None = 1,
+    ):
+        if transform is None:
+            raise ConfigError("TranscriptVideoDataset needs a transform", field="transform")
+        if not isinstance(max_retries, (int, np.integer)) or max_retries < 1:
+            raise ConfigError(f"max_retries must be an int >= 1, got {max_retries!r}", field="max_retries")
+        if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+            raise ConfigError(f"num_frames must be an int >= 1, got {num_frames!r}", field="num_frames")
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"seed must be an int >= 0, got {seed!r}", field="seed")
+        span_seconds(num_segments, segment_seconds, gap)  # validates the segment arguments now, not per sample
+        self.root = os.fspath(root)
+        if isinstance(split_list, (list, tuple)):
+            names = [str(n) for n in split_list]
+            if not names:
+                raise ConfigError("split list has no entries", field="split_list")
+        else:
+            names = read_split_list(split_list)
+        self.names = _Names(names)
+        self.num_segments = num_segments
+        self.segment_seconds = segment_seconds
+        self.gap = gap
+        self.num_frames = int(num_frames)
+        self.transform = transform
+        self.mask = mask
+        self.train = bool(train)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.max_retries = int(max_retries)
+        self.min_words = min_words
+        self.segment_tries = segment_tries
+        self.video_tolerance = float(video_tolerance)
+        self.decode_threads = decode_threads
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the training randomness (ignored when ``train=False``)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _load(self, index: int, rng: np.random.Generator) -> dict:
+        name = self.names[index]
+        video_path, annotation_path = yt_paths(self.root, name)
+        train_rng = rng if self.train else None
+        transcript = load_yt_annotation(annotation_path)
+        segs = sample_segments(
+            transcript,
+            self.num_segments,
+            self.segment_seconds,
+            self.gap,
+            train_rng,
+            min_words=self.min_words,
+            max_tries=self.segment_tries,
+        )
+        s1, ek = float(segs.bounds[0, 0]), float(segs.bounds[-1, 1])
+        times = tsn_timestamps(s1, ek, self.num_frames, train_rng)
+        info = probe(video_path)
+        if info.duration < ek - self.video_tolerance:
+            raise SampleError(
+                "too_short", video_path, f"video is {info.duration:.3f} s but the segments end at {ek:.3f} s"
+            )
+        frames = decode_frames(video_path, times, threads=self.decode_threads)
+        x = self.transform(frames, rng)
+        texts, order = shuffle_segments(segs.texts, rng if self.shuffle else None)
+        sample = {
+            "frames": x,
+            "texts": texts,
+            "order": order,
+            "bounds": torch.from_numpy(segs.bounds),
+            "frame_times": torch.from_numpy(times),
+            "video_id": name,
+            "index": index,
+        }
+        if self.mask is not None:
+            sample["keep"] = make_mask(self.mask, rng)
+        return sample
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        epoch = self.epoch if self.train else 0
+        skipped: Counter = Counter()
+        bad_paths: list[str] = []
+        failures: list[str] = []
+        current = index
+        for attempt in range(self.max_retries):
+            rng = sample_rng(self.seed, epoch, index, attempt)
+            if attempt > 0:  # replacement index, drawn deterministically from this attempt's generator
+                current = int(rng.integers(len(self)))
+            try:
+                sample = self._load(current, rng)
+            except SampleError as e:
+                path = e.path or self.names[current]
+                skipped[e.reason] += 1
+                bad_paths.append(path)
+                failures.append(str(e))
+                continue
+            sample["skipped"] = dict(skipped)
+            sample["bad_paths"] = bad_paths
+            return sample
+        raise RuntimeError(
+            f"no usable sample for index {index} after {self.max_retries} consecutive failures "
+            f"(reasons {dict(skipped)}):\n  " + "\n  ".join(failures)
+        )
+
+
+def collate(samples: list[dict]) -> dict:
+    """Batch :class:`TranscriptVideoDataset` items: ``frames`` ``[B, M, 3, h, w]``, ``texts`` list of B lists
+    of K strings, ``order`` ``[B, K]``, ``keep`` ``[B, slots, n_keep]`` (if present), ``bounds`` ``[B, K, 2]``,
+    ``frame_times`` ``[B, M]``, ``video_id`` list, ``index`` LongTensor ``[B]``, ``skipped`` summed over the
+    batch, ``bad_paths`` concatenated."""
+    if not samples:
+        raise ValueError("collate needs at least one sample")
+    skipped: Counter = Counter()
+    for s in samples:
+        skipped.update(s.get("skipped", {}))
+    batch = {
+        "frames": torch.stack([s["frames"] for s in samples]),
+        "texts": [list(s["texts"]) for s in samples],
+        "order": torch.stack([s["order"] for s in samples]),
+        "bounds": torch.stack([s["bounds"] for s in samples]),
+        "frame_times": torch.stack([s["frame_times"] for s in samples]),
+        "video_id": [s["video_id"] for s in samples],
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        "skipped": dict(skipped),
+        "bad_paths": [p for s in samples for p in s.get("bad_paths", [])],
+    }
+    if "keep" in samples[0]:
+        batch["keep"] = torch.stack([s["keep"] for s in samples])
+    return batch
+
+
+class ClipDataset(Dataset):
+    """Evaluation clips: the whole clip, ``num_frames`` TSN midpoints over [0, duration], eval transform,
+    no mask. Items: ``frames`` float32 ``[M, 3, size, size]``, ``video_id`` (``ids[i]`` or the path),
+    ``index``. A bad clip raises :class:`SampleError` (``on_error="raise"``, default) or, with
+    ``on_error="report"``, returns ``frames=None`` and ``error={"reason", "path", "detail"}`` so a caller
+    using DataLoader workers (which lose the exception's attributes) can still count failures by reason."""
+
+    def __init__(
+        self,
+        paths: list[str],
+        num_frames: int,
+        transform: VideoTransform,
+        ids: list[str] | None = None,
+        *,
+        on_error: str = "raise",
+        decode_threads: int | None = 1,
+    ):
+        self.paths = [os.fspath(p) for p in paths]
+        if ids is not None and len(ids) != len(self.paths):
+            raise ConfigError(f"{len(ids)} ids for {len(self.paths)} paths", field="ids")
+        if transform.train:
+            raise ConfigError("ClipDataset is for evaluation: use a VideoTransform with train=False", field="transform")
+        if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+            raise ConfigError(f"num_frames must be an int >= 1, got {num_frames!r}", field="num_frames")
+        if on_error not in ("raise", "report"):
+            raise ConfigError(f"on_error must be 'raise' or 'report', got {on_error!r}", field="on_error")
+        self.ids = list(ids) if ids is not None else list(self.paths)
+        self.num_frames = int(num_frames)
+        self.transform = transform
+        self.on_error = on_error
+        self.decode_threads = decode_threads
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.paths[index]
+        try:
+            info = probe(path)
+            times = tsn_timestamps(0.0, info.duration, self.num_frames, None)
+            frames = self.transform(decode_frames(path, times, threads=self.decode_threads), None)
+        except SampleError as e:
+            if self.on_error == "raise":
+                raise
+            return {
+                "frames": None,
+                "video_id": self.ids[index],
+                "index": int(index),
+                "error": {"reason": e.reason, "path": e.path, "detail": e.detail},
+            }
+        return {"frames": frames, "video_id": self.ids[index], "index": int(index)}
+
+
+def collate_clips(samples: list[dict]) -> dict:
+    """Batch :class:`ClipDataset` items: ``frames`` ``[B, M, 3, h, w]``, ``video_id`` list, ``index``
+    LongTensor ``[B]``, ``failed`` list of the ``error`` dicts (with ``video_id``/``index``) of clips that
+    could not be loaded (``on_error="report"``; they are left out of the batch, so B may be 0 and then
+    ``frames`` is None)."""
+    good = [s for s in samples if s.get("frames") is not None]
+    failed = [dict(s["error"], video_id=s["video_id"], index=s["index"]) for s in samples if s.get("frames") is None]
+    return {
+        "frames": torch.stack([s["frames"] for s in good]) if good else None,
+        "video_id": [s["video_id"] for s in good],
+        "index": torch.tensor([s["index"] for s in good], dtype=torch.long),
+        "failed": failed,
+    }

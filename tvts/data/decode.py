@@ -1,0 +1,235 @@
+"""Video decoding with PyAV (FFmpeg): probe a file, decode the frames at given times.
+
+Times are seconds from the start of the video stream (its ``start_time``), so t = 0 is the first frame.
+A frame "at" time t is the last frame whose presentation time is <= t (the frame on screen at t).
+Every failure is a :class:`~tvts.errors.SampleError` with one of the reasons
+``"unreadable"``, ``"no_video_stream"``, ``"zero_duration"``, ``"decode"``; no function here ever returns a
+black placeholder frame.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from tvts.errors import ConfigError, SampleError
+
+__all__ = ["VideoInfo", "probe", "decode_frames", "decode_all"]
+
+# A frame counts as "at or before t" if its time is <= t + _EPS (absorbs float rounding of pts * time_base).
+_EPS = 1e-6
+_AV_ERRORS = (av.error.FFmpegError, OSError, EOFError)
+
+
+@dataclass
+class VideoInfo:
+    """What :func:`probe` reads from the container headers: ``duration`` (s), ``fps`` (average frame rate),
+    ``num_frames`` (from the header, or duration * fps when the header has none), ``width``, ``height``."""
+
+    duration: float
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+
+
+def _open(path: str):
+    try:
+        return av.open(path, mode="r", metadata_errors="ignore")
+    except _AV_ERRORS as e:
+        raise SampleError("unreadable", path, f"cannot open: {e}") from e
+
+
+def _video_stream(container, path: str):
+    if not container.streams.video:
+        raise SampleError("no_video_stream", path, "the file has no video stream")
+    return container.streams.video[0]
+
+
+def _stream_start(stream) -> int:
+    return stream.start_time if stream.start_time is not None else 0
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read duration, frame rate, frame count and size of the first video stream (headers only; the
+    packets are scanned, not decoded, when the headers give no duration)."""
+    path = os.fspath(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        try:
+            width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+            duration = None
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else 0.0
+            num_frames = int(stream.frames or 0)
+            if duration is None or duration <= 0:
+                # No usable header duration (e.g. some WebM/raw streams): the end of the last packet.
+                end, count, start = None, 0, _stream_start(stream)
+                for packet in container.demux(stream):
+                    if packet.pts is None:
+                        continue
+                    count += 1
+                    stop = packet.pts + (packet.duration or 0)
+                    end = stop if end is None else max(end, stop)
+                if end is not None:
+                    duration = float((end - start) * stream.time_base)
+                    num_frames = num_frames or count
+        except _AV_ERRORS as e:
+            raise SampleError("unreadable", path, f"cannot read headers: {e}") from e
+    if width <= 0 or height <= 0:
+        raise SampleError("unreadable", path, f"video stream has size {width}x{height}")
+    if duration is None or not duration > 0:
+        raise SampleError("zero_duration", path, f"duration is {duration}")
+    if fps <= 0:
+        fps = num_frames / duration if num_frames else 0.0
+    if num_frames <= 0:
+        num_frames = int(round(duration * fps))
+    return VideoInfo(duration=duration, fps=fps, num_frames=num_frames, width=width, height=height)
+
+
+def decode_frames(
+    path: str | os.PathLike, timestamps, *, threads: int | None = None
+) -> np.ndarray:
+    """Decode the frames shown at ``timestamps`` (seconds, ``[T]``, any order, repeats allowed).
+
+    Returns uint8 ``[T, H, W, 3]`` (RGB) in the requested order. For each time the last frame with
+    pts <= t is taken; a time before the first frame gives the first frame, a time past the end the last.
+    Only what is needed is decoded: one backward seek to the keyframe at or before the earliest time, then
+    forward decoding that stops once the latest time is passed. ``threads``: FFmpeg decoder threads
+    (None = FFmpeg's default; set 1 inside many DataLoader workers).
+    """
+    path = os.fspath(path)
+    ts = np.asarray(timestamps, dtype=np.float64)
+    if ts.ndim != 1:
+        raise ConfigError(f"timestamps must be 1-D, got shape {ts.shape}")
+    if not np.all(np.isfinite(ts)):
+        raise ConfigError("timestamps must be finite")
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        if threads is not None:
+            stream.thread_type = "AUTO"
+            stream.thread_count = int(threads)
+        if ts.size == 0:
+            h, w = stream.codec_context.height, stream.codec_context.width
+            return np.zeros((0, h, w, 3), dtype=np.uint8)
+        order = np.argsort(ts, kind="stable")
+        sorted_ts = ts[order]
+        first = float(sorted_ts[0])
+        sought = False
+        if first > 0:
+            # Backward seek lands on the keyframe at or before `first`; decoding then runs forward.
+            target = _stream_start(stream) + int(first / float(stream.time_base))
+            try:
+                container.seek(target, backward=True, any_frame=False, stream=stream)
+                sought = True
+            except _AV_ERRORS:
+                sought = False  # not seekable: decode from the start instead
+        out = _scan(container, stream, path, sorted_ts, order, check_seek=sought)
+    if out is None:
+        # The seek overshot (the first decoded frame is later than the first requested time, e.g. a broken
+        # index): decode again from the very start, which is always correct.
+        with _open(path) as container:
+            stream = _video_stream(container, path)
+            out = _scan(container, stream, path, sorted_ts, order, check_seek=False)
+    return out
+
+
+def _frame_time(frame, start: int, time_base, prev_time: float | None, step: float) -> float:
+    if frame.pts is not None:
+        return float((frame.pts - start) * time_base)
+    # No pts (rare, some raw streams): continue from the previous frame at the nominal frame rate.
+    return 0.0 if prev_time is None else prev_time + step
+
+
+def _scan(container, stream, path, sorted_ts, order, *, check_seek: bool):
+    """Forward decode from the current position, filling ``out[order[j]]`` with the frame at
+    ``sorted_ts[j]``. With ``check_seek`` (we are after a seek), returns None when the first decoded frame
+    comes after sorted_ts[0] or no frame follows the seek point, so the caller decodes from the start."""
+    n = sorted_ts.size
+    out: np.ndarray | None = None
+    start = _stream_start(stream)
+    time_base = stream.time_base
+    rate = stream.average_rate or stream.guessed_rate
+    step = 1.0 / float(rate) if rate else 0.04
+    size = None  # (width, height) of the first frame; later frames are converted to it
+    prev = None  # (frame, converted array or None) of the last frame with time <= the pending request
+    prev_time = None
+    j = 0
+
+    def convert(frame):
+        nonlocal size, out
+        if size is None:
+            size = (frame.width, frame.height)
+        arr = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+        if out is None:
+            out = np.empty((n, size[1], size[0], 3), dtype=np.uint8)
+        return arr
+
+    def assign(slot, frame_and_arr):
+        frame, arr = frame_and_arr
+        if arr is None:
+            arr = convert(frame)
+            frame_and_arr[1] = arr
+        out[order[slot]] = arr
+
+    decoded = 0
+    try:
+        for frame in container.decode(stream):
+            t = _frame_time(frame, start, time_base, prev_time, step)
+            prev_time = t
+            decoded += 1
+            if decoded == 1 and check_seek and t > sorted_ts[0] + _EPS:
+                return None
+            current = [frame, None]
+            # Requests strictly before this frame get the previous frame (the last with time <= t_req);
+            # requests before the very first frame get the first frame.
+            while j < n and sorted_ts[j] + _EPS < t:
+                assign(j, prev if prev is not None else current)
+                j += 1
+            if j == n:
+                break
+            prev = current
+    except _AV_ERRORS as e:
+        if decoded == 0:
+            raise SampleError("unreadable", path, f"no frame could be decoded: {e}") from e
+        raise SampleError("decode", path, f"after {decoded} frame(s): {e}") from e
+    if decoded == 0:
+        if check_seek:
+            return None  # nothing after the seek point (e.g. a seek past the end): retry from the start
+        raise SampleError("unreadable", path, "no frame could be decoded")
+    while j < n:  # times past the last frame: the last frame
+        assign(j, prev)
+        j += 1
+    return out
+
+
+def decode_all(path: str | os.PathLike, *, threads: int | None = None) -> np.ndarray:
+    """Decode every frame of the first video stream: uint8 ``[N, H, W, 3]`` (RGB). Baseline for benchmarks;
+    training uses :func:`decode_frames`."""
+    path = os.fspath(path)
+    frames = []
+    size = None
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        if threads is not None:
+            stream.thread_type = "AUTO"
+            stream.thread_count = int(threads)
+        try:
+            for frame in container.decode(stream):
+                if size is None:
+                    size = (frame.width, frame.height)
+                frames.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+        except _AV_ERRORS as e:
+            if not frames:
+                raise SampleError("unreadable", path, f"no frame could be decoded: {e}") from e
+            raise SampleError("decode", path, f"after {len(frames)} frame(s): {e}") from e
+    if not frames:
+        raise SampleError("unreadable", path, "no frame could be decoded")
+    return np.stack(frames)
