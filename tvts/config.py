@@ -54,6 +54,7 @@ class TextEncoderConfig:
 
     name: str = "distilbert-base-uncased"  # a local folder, an alias (see tvts.models.text), or a hub name
     max_length: int = 50
+    pooling: str = "cls"  # cls: the [CLS] token (TVTS); mean: the mean of the token states (sentence-transformers models)
     trainable_layers: int = -1  # -1: all layers train; 0: frozen; n: only the last n layers (and nothing below)
 
 
@@ -283,6 +284,7 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     _require(m.sort_head.kind in ("transformer", "pointer"), f"unknown sort head '{m.sort_head.kind}'", "model.sort_head.kind", source)
     w = m.sort_head.width or v.width
     _require(w % m.sort_head.heads == 0, "sort head width must be divisible by its heads", "model.sort_head.heads", source)
+    _require(m.text.pooling in ("cls", "mean"), f"unknown pooling '{m.text.pooling}'", "model.text.pooling", source)
     _require(m.text.trainable_layers >= -1, "trainable_layers must be -1, 0 or positive", "model.text.trainable_layers", source)
 
 

@@ -295,8 +295,11 @@ def test_heldout_clips_decode(dataset):
         assert len(frames) == round(v["duration"] * 4)
         assert v["event_end"] - v["event_start"] == S.EVENT_SECONDS
         assert 0 <= v["event_start"] <= 0.5 and v["duration"] - v["event_end"] <= 0.5
-        # the named shape is on screen
-        assert _mask(frames[0], v["colour"]).sum() > 10
+        # the named shape shows its colour while it acts, and only then (grey before the event)
+        middle = frames[int((v["event_start"] + v["event_end"]) / 2 * 4)]
+        assert _mask(middle, v["colour"]).sum() > 10
+        if v["event_start"] >= 0.25:
+            assert _mask(frames[0], v["colour"]).sum() == 0
 
 
 def test_cache(dataset):

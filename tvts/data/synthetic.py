@@ -10,7 +10,8 @@ the 3 size levels constrain the order of one shape's Grow and Shrink), while eac
 exactly what happens on screen during its time span.
 
 Scene: a plain or mildly textured dark background (different per video) with 2-3 shapes, each of a
-distinct kind (:data:`SHAPES`) and a distinct colour (:data:`COLOURS`). Kind and colour never change
+distinct kind (:data:`SHAPES`) and a distinct colour (:data:`COLOURS`). A shape is drawn in its colour
+only while it acts and in grey (:data:`IDLE_GREY`) otherwise. Kind and colour never change
 within a video, so "the red square" names one shape. Sizes take one of 3 levels (ratio
 :data:`GROWTH` between levels); positions live on a torus (shapes wrap around the frame edges).
 
@@ -92,6 +93,7 @@ __all__ = [
     "COLOURS",
     "EVENT_SECONDS",
     "GROWTH",
+    "IDLE_GREY",
     "MOVE_FRACTION",
     "NUM_EVENTS",
     "SHAPES",
@@ -100,7 +102,7 @@ __all__ = [
     "make_synthetic",
 ]
 
-VERSION = "narrated-shapes/1"
+VERSION = "narrated-shapes/2"
 """Generator version; part of the cache key in ``dataset.json``. Bump it when the output changes."""
 
 EVENT_SECONDS = 5.0
@@ -131,6 +133,14 @@ COLOURS = {
     "cyan": (40, 215, 225),
 }
 """Shape colours (RGB): hues far enough apart to survive H.264 4:2:0 and downscaling to 32x32."""
+
+IDLE_GREY = (120, 120, 120)
+"""Fill of the shapes that are not acting. A shape shows its colour only during its own events (a
+"spotlight"): like an object that comes into view when the narrator talks about it, this gives the
+sort task a first visual cue (which shape acts when) before motion is understood. Without it every
+event changes only the motion of shapes that look the same in all parts of a clip, and a sort head
+trained from scratch at demo scale never leaves chance (measured: the sort loss stayed at ln 4
+for 2,400 steps)."""
 
 SIZE_LEVELS = (0.07, 0.112, 0.1792)
 """Shape radius (fraction of the frame side) at each of the 3 size levels; consecutive levels differ by :data:`GROWTH`."""
@@ -391,10 +401,11 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
-def _draw(draw: ImageDraw.ImageDraw, shape: dict, size: int) -> None:
-    """Draw one shape, with copies shifted by the frame size where it wraps around an edge."""
+def _draw(draw: ImageDraw.ImageDraw, shape: dict, size: int, idle: bool = False) -> None:
+    """Draw one shape (in :data:`IDLE_GREY` when ``idle``), with copies shifted by the frame size where
+    it wraps around an edge."""
     r, kind = shape["radius"], shape["shape"]
-    fill = COLOURS[shape["colour"]]
+    fill = IDLE_GREY if idle else COLOURS[shape["colour"]]
     extent = _EXTENT[kind] * r
     if kind != "circle":
         a = math.radians(shape["angle"])
@@ -441,7 +452,7 @@ def _frames(background: Image.Image, scene: list[dict], events: list[dict], num_
         draw = ImageDraw.Draw(img)
         for j, shape in enumerate(current):
             if j != actor:
-                _draw(draw, shape, size)
+                _draw(draw, shape, size, idle=True)
         if actor is not None:
             _draw(draw, current[actor], size)
         yield img

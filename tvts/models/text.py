@@ -1,4 +1,5 @@
-"""BERT-family text encoders through ``transformers``; the transcript feature is the [CLS] token.
+"""BERT-family text encoders through ``transformers``; the transcript feature is the [CLS] token
+(TVTS) or the mean of the token states (for models trained that way, e.g. sentence-transformers).
 
 ``name`` is a local folder (``save_pretrained`` layout), an alias from :data:`ALIASES` (weights that
 ship inside an installed Python package, so they work offline), or a hub name (needs the network or
@@ -97,11 +98,16 @@ class HFTextEncoder(nn.Module):
         return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
     def forward(self, texts: list[str]) -> torch.Tensor:
-        """``texts``: n strings → ``[n, W_t]`` [CLS] features."""
+        """``texts``: n strings → ``[n, W_t]`` features: the [CLS] token, or the mean over the real
+        (non-padding) tokens with ``pooling='mean'``."""
         device = next(self.model.parameters()).device
         batch = self.tokenize(texts, device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            return self.model(**batch).last_hidden_state[:, 0]
+            hidden = self.model(**batch).last_hidden_state
+        if self.cfg.pooling == "cls":
+            return hidden[:, 0]
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
     def save_tokenizer(self, path: str | Path) -> None:
         self.tokenizer.save_pretrained(str(path))
