@@ -10,7 +10,10 @@ ARGS   ?=
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,clip,shards]"
+	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,clip,shards,asr]"
+	@# espeak-ng (Debian) speaks the test sentence of the transcription test; optional (the test skips without it).
+	-@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq >/dev/null && apt-get install -y -qq espeak-ng >/dev/null; } || echo "espeak-ng not installed: the transcription test will be skipped"
 	touch $@
 
 install: $(VENV)/.installed

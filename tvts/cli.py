@@ -47,38 +47,11 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
-def _eval_device(name: str):
-    from tvts.train.distributed import pick_device
-
-    return pick_device(name)
-
-
-def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
-    """The main job's evaluation: sort accuracy on the held-out narrated videos and zero-shot
-    retrieval on the held-out captions."""
-    from tvts.eval.protocols import sort_accuracy, zero_shot_retrieval
-    from tvts.models import load_model
-    from tvts.train.trainer import data_paths, transcript_dataset
-
-    device = _eval_device(cfg.train.device)
-    model = load_model(model_dir).to(device).eval()
-    root, _, val_list = data_paths(cfg)
-    heldout = Path(cfg.eval.heldout_root) if cfg.eval.heldout_root else (Path(cfg.data.synthetic.out) / "heldout" if cfg.data.synthetic else None)
-    results = {"sort": sort_accuracy(model, transcript_dataset(cfg, root, val_list, train=False), cfg.eval.batch_size,
-                                     cfg.data.workers, device, progress)}
-    results["sort"]["dataset"] = str(val_list)
-    if heldout is not None:
-        v = cfg.model.video
-        results["retrieval"] = zero_shot_retrieval(model, heldout, v.num_frames, v.img_size, cfg.data.resize_ratio,
-                                                   cfg.eval.batch_size, cfg.data.workers, device, progress)
-        results["retrieval"]["dataset"] = str(heldout / "msrvtt" / "MSRVTT_JSFUSION_test.csv")
-    return results
-
-
 def cmd_main(args) -> int:
     """Build the data (cached), pretrain, evaluate, report."""
     import torch
 
+    from tvts.eval.main_job import evaluate_run
     from tvts.eval.report import plot_training_curves, results_table, write_results
     from tvts.train.trainer import data_paths, pretrain
 
@@ -103,17 +76,6 @@ def cmd_main(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    from tvts.eval.report import results_table
-
-    cfg = _load(args)
-    results = evaluate_run(cfg, Path(args.model), progress=cfg.train.progress)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
-    print(results_table(results))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tvts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,12 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.out_dir")
     sp.set_defaults(func=cmd_pretrain)
 
-    sp = sub.add_parser("eval", help="evaluate a saved model: transcript sort accuracy and zero-shot retrieval")
-    with_config(sp)
-    sp.add_argument("--model", required=True, help="a model folder (model.safetensors + config.json)")
-    sp.add_argument("--out", default="", help="also write the results to this JSON file")
-    sp.set_defaults(func=cmd_eval)
-
     sp = sub.add_parser("make-synthetic", help="write the narrated-shapes dataset (mp4 + YT-Temporal annotations)")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
@@ -151,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("config", help="recipe name in configs/ or a YAML path")
     sp.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
     sp.set_defaults(func=cmd_config)
+
+    from tvts.convert_cli import add_convert_parser
+    from tvts.data.cli_commands import add_data_parsers
+    from tvts.eval.cli_commands import add_eval_parsers, add_extract_parser
+
+    add_eval_parsers(sub)
+    add_extract_parser(sub)
+    add_data_parsers(sub)
+    add_convert_parser(sub)
     return p
 
 

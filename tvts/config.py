@@ -31,12 +31,23 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class VideoEncoderConfig:
-    """Video transformer. ``arch='joint'``: TVTS ViT with cube embeddings and joint space-time attention."""
+    """Video transformer.
+
+    ``arch='joint'``: TVTS ViT with cube embeddings and joint space-time attention.
+    ``arch='divided'``: TVTSv2 CLIP ViT: per-frame patches (``tubelet=1``), one video [CLS], and in every
+    block a temporal attention (each patch with the same position in every frame, and the [CLS]) before
+    the spatial one (each patch with its frame, and the [CLS]); the [CLS] attends to every token. Its
+    output is projected to the model's ``embed_dim`` inside the encoder, as in CLIP. ``post_norm``: where
+    ``ln_post`` applies: ``all`` tokens (published B/32, B/16) or the ``cls`` only, the other tokens being
+    projected un-normalised (published H/14, OpenCLIP's convention). ``wiring``: ``published``: the
+    temporal output only feeds the spatial attention, ``y = x + S(x + T(x))``; ``residual``: it also stays
+    in the residual stream, ``h = x + T(x); y = h + S(h)``.
+    """
 
     arch: str = "joint"
     img_size: int = 224
     num_frames: int = 16  # M, frames per clip
-    tubelet: int = 2  # frames per cube (time size of the cube embedding)
+    tubelet: int = 2  # frames per cube (time size of the cube embedding); 1 for divided
     patch: int = 16
     width: int = 768
     depth: int = 12
@@ -46,16 +57,33 @@ class VideoEncoderConfig:
     mask_ratio: float = 0.75  # fraction of tokens dropped in training ("within each frame" for TVTS)
     mask_kind: str = "random"  # random (per time slot, TVTS) | tube (same positions in every slot, TVTSv2)
     grad_checkpointing: bool = False
+    act: str = "gelu"  # MLP activation: gelu | quick_gelu (OpenAI CLIP, the TVTSv2 B sizes); joint: gelu only
+    post_norm: str = "all"  # divided: all | cls
+    wiring: str = "published"  # divided: published | residual
 
 
 @dataclass
 class TextEncoderConfig:
-    """BERT-family text encoder through ``transformers``; the feature is the [CLS] token."""
+    """``kind='hf'``: a BERT-family encoder through ``transformers``, feature = [CLS] or mean (TVTS).
+    ``kind='clip'``: the CLIP text transformer through open_clip (causal attention, feature = the
+    end-of-text token after the final norm, projected to ``embed_dim``; TVTSv2), built from the size
+    fields (``width`` ... ``act``) with random weights (pretrained weights come from ``tvts convert``).
 
-    name: str = "distilbert-base-uncased"  # a local folder, an alias (see tvts.models.text), or a hub name
-    max_length: int = 50
-    pooling: str = "cls"  # cls: the [CLS] token (TVTS); mean: the mean of the token states (sentence-transformers models)
-    trainable_layers: int = -1  # -1: all layers train; 0: frozen; n: only the last n layers (and nothing below)
+    ``trainable_layers`` (L_tune): -1: everything trains; 0: frozen; n: only the last n blocks train
+    (hf: and nothing below them; clip: the token/position embeddings, final norm and projection train
+    too, as in the published TVTSv2).
+    """
+
+    kind: str = "hf"  # hf | clip
+    name: str = "distilbert-base-uncased"  # hf: a local folder, an alias (tvts.models.text) or a hub name; clip: clip-bpe
+    max_length: int = 50  # tokens per text (clip: the context length, 77 for the published models)
+    pooling: str = "cls"  # hf: cls (the [CLS] token; TVTS) | mean (sentence-transformers models); clip: eot
+    trainable_layers: int = -1  # L_tune
+    width: int = 512  # clip: transformer width
+    heads: int = 8  # clip
+    layers: int = 12  # clip
+    vocab_size: int = 49408  # clip (the CLIP BPE)
+    act: str = "quick_gelu"  # clip: MLP activation, quick_gelu (OpenAI CLIP) | gelu (OpenCLIP ViT-H-14)
 
 
 @dataclass
@@ -72,14 +100,18 @@ class SortHeadConfig:
     kind: str = "transformer"
     depth: int = 2
     heads: int = 12
-    width: int = 0  # 0: the video encoder width
+    width: int = 0  # 0: the width of its video input (tvts: the video encoder width; tvtsv2: embed_dim)
     mlp_ratio: float = 4.0
+
+
+CONFIG_VERSION = 1  # bump when a field changes meaning; files state the version they were written for
 
 
 @dataclass
 class ModelConfig:
+    version: int = CONFIG_VERSION
     name: str = "tvts"
-    family: str = "tvts"
+    family: str = "tvts"  # tvts (joint ViT + BERT) | tvtsv2 (divided CLIP ViT + CLIP text transformer)
     num_segments: int = 4  # K
     embed_dim: int = 256  # D, the common space
     video: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
@@ -109,6 +141,8 @@ class DataConfig:
     train_list: str = ""  # default: <root>/meta_data/yttemporal_train.csv
     val_list: str = ""  # default: <root>/meta_data/yttemporal_val.csv
     synthetic: Optional[SyntheticConfig] = None
+    manifest: str = ""  # a JSONL manifest (see `tvts data manifest`) to train on instead of a YT-Temporal root
+    decode_timeout: float = 0.0  # >0: seconds one sample may take before it is skipped as "timeout"
     segment_seconds: float = 4.0  # l
     gap: float = 1.0
     min_words: int = 1
@@ -138,6 +172,7 @@ class TrainConfig:
     time_limit_minutes: float = 0.0  # >0: stop (and save) after this long, whatever ``steps`` says
     batch_size: int = 16  # per process
     lr: float = 1e-4
+    pretrained_lr: float = 0.0  # lr of parameters inherited from a pretrained model (tvtsv2: CLIP's); 0: lr
     weight_decay: float = 0.05
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_steps: int = 50
@@ -162,6 +197,7 @@ class EvalConfig:
 
 @dataclass
 class RecipeConfig:
+    version: int = CONFIG_VERSION
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -265,15 +301,22 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# family → (video arch, text encoder kind)
+FAMILY_PARTS = {"tvts": ("joint", "hf"), "tvtsv2": ("divided", "clip")}
+
+
 def _require(cond: bool, msg: str, field_: str, source: str) -> None:
     if not cond:
         raise ConfigError(msg, field=field_, source=source)
 
 
 def validate_model(m: ModelConfig, source: str = "") -> None:
-    v = m.video
-    _require(m.family in ("tvts",), f"unknown model family '{m.family}'", "model.family", source)
-    _require(v.arch in ("joint",), f"unknown video arch '{v.arch}'", "model.video.arch", source)
+    v, t = m.video, m.text
+    _require(m.version == CONFIG_VERSION, f"config version {m.version}, this tvts reads version {CONFIG_VERSION}", "model.version", source)
+    _require(m.family in FAMILY_PARTS, f"unknown model family '{m.family}'", "model.family", source)
+    arch, text_kind = FAMILY_PARTS[m.family]
+    _require(v.arch == arch, f"family {m.family} needs video arch '{arch}', not '{v.arch}'", "model.video.arch", source)
+    _require(t.kind == text_kind, f"family {m.family} needs text kind '{text_kind}', not '{t.kind}'", "model.text.kind", source)
     _require(m.num_segments >= 2, "K must be at least 2", "model.num_segments", source)
     _require(v.img_size % v.patch == 0, f"img_size {v.img_size} is not a multiple of patch {v.patch}", "model.video.img_size", source)
     _require(v.num_frames % v.tubelet == 0, f"num_frames {v.num_frames} is not a multiple of tubelet {v.tubelet}", "model.video.num_frames", source)
@@ -281,19 +324,37 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     _require(v.width % v.heads == 0, "width must be divisible by heads", "model.video.heads", source)
     _require(0.0 <= v.mask_ratio < 1.0, "mask_ratio must be in [0, 1)", "model.video.mask_ratio", source)
     _require(v.mask_kind in ("random", "tube"), f"unknown mask_kind '{v.mask_kind}'", "model.video.mask_kind", source)
+    _require(v.act in ("gelu", "quick_gelu"), f"unknown activation '{v.act}'", "model.video.act", source)
+    if v.arch == "joint":
+        _require(v.act == "gelu", "the joint ViT uses gelu", "model.video.act", source)
+    else:
+        _require(v.tubelet == 1, "divided attention embeds each frame on its own: tubelet must be 1", "model.video.tubelet", source)
+        _require(v.mask_kind == "tube", "divided attention needs the same kept positions in every frame: mask_kind tube",
+                 "model.video.mask_kind", source)
+        _require(v.post_norm in ("all", "cls"), f"unknown post_norm '{v.post_norm}'", "model.video.post_norm", source)
+        _require(v.wiring in ("published", "residual"), f"unknown wiring '{v.wiring}'", "model.video.wiring", source)
     _require(m.sort_head.kind in ("transformer", "pointer"), f"unknown sort head '{m.sort_head.kind}'", "model.sort_head.kind", source)
-    w = m.sort_head.width or v.width
+    w = m.sort_head.width or (v.width if m.family == "tvts" else m.embed_dim)
     _require(w % m.sort_head.heads == 0, "sort head width must be divisible by its heads", "model.sort_head.heads", source)
-    _require(m.text.pooling in ("cls", "mean"), f"unknown pooling '{m.text.pooling}'", "model.text.pooling", source)
-    _require(m.text.trainable_layers >= -1, "trainable_layers must be -1, 0 or positive", "model.text.trainable_layers", source)
+    _require(t.trainable_layers >= -1, "trainable_layers must be -1, 0 or positive", "model.text.trainable_layers", source)
+    if t.kind == "hf":
+        _require(t.pooling in ("cls", "mean"), f"unknown pooling '{t.pooling}' for an hf text encoder", "model.text.pooling", source)
+    else:
+        _require(t.pooling == "eot", "the CLIP text encoder pools the end-of-text token: pooling eot", "model.text.pooling", source)
+        _require(t.name == "clip-bpe", f"unknown CLIP tokenizer '{t.name}' (known: clip-bpe)", "model.text.name", source)
+        _require(t.width % t.heads == 0, "text width must be divisible by heads", "model.text.heads", source)
+        _require(t.trainable_layers <= t.layers, f"trainable_layers {t.trainable_layers} > layers {t.layers}", "model.text.trainable_layers", source)
+        _require(t.act in ("gelu", "quick_gelu"), f"unknown activation '{t.act}'", "model.text.act", source)
 
 
 def validate_recipe(c: RecipeConfig, source: str = "") -> None:
+    _require(c.version == CONFIG_VERSION, f"config version {c.version}, this tvts reads version {CONFIG_VERSION}", "version", source)
     validate_model(c.model, source)
     t = c.train
     _require(t.steps > 0, "steps must be positive", "train.steps", source)
     _require(t.batch_size > 0, "batch_size must be positive", "train.batch_size", source)
     _require(t.lr > 0, "lr must be positive", "train.lr", source)
+    _require(t.pretrained_lr >= 0, "pretrained_lr must be >= 0 (0: the same as lr)", "train.pretrained_lr", source)
     _require(len(t.betas) == 2, "betas needs two values", "train.betas", source)
     _require(t.precision in ("auto", "fp32", "bf16"), f"unknown precision '{t.precision}'", "train.precision", source)
     _require(t.device in ("auto", "cpu", "cuda"), f"unknown device '{t.device}'", "train.device", source)
@@ -302,4 +363,5 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(c.data.segment_seconds > 0, "segment_seconds must be positive", "data.segment_seconds", source)
     _require(c.data.gap >= 0, "gap must be >= 0", "data.gap", source)
     _require(0.0 <= c.data.max_bad_fraction <= 1.0, "max_bad_fraction must be in [0, 1]", "data.max_bad_fraction", source)
-    _require(bool(c.data.root) or c.data.synthetic is not None, "set data.root or data.synthetic", "data.root", source)
+    _require(bool(c.data.root) or bool(c.data.manifest) or c.data.synthetic is not None,
+             "set data.root, data.manifest or data.synthetic", "data.root", source)

@@ -109,3 +109,31 @@ def test_sampler_splits_processes_and_resumes_mid_epoch():
     assert list(s) == full[4:]
     s.set_position(1, 0)
     assert list(s) != full  # a new order every epoch
+
+
+def test_training_reads_manifests_and_caption_records_train_contrastive_only(assets, tmp_path):
+    import json as _json
+
+    from tvts.data.manifest import load_manifest, manifest_from_yt
+
+    pretrain(_recipe(assets, tmp_path / "warm", steps=1))  # builds the tiny synthetic dataset
+    yt = assets["data"] / "yttemporal"
+    manifest_from_yt(yt, yt / "meta_data" / "yttemporal_train.csv", tmp_path / "train.jsonl")
+    records = load_manifest(tmp_path / "train.jsonl")
+    assert len(records.ids) == 12
+
+    cfg = _recipe(assets, tmp_path / "from_manifest", steps=2)
+    cfg.data.manifest = str(tmp_path / "train.jsonl")
+    rows = [_json.loads(x) for x in (pretrain(cfg) / "metrics.jsonl").read_text().splitlines()]
+    assert all("loss_sort" in r and "loss_contrastive" in r for r in rows)
+
+    # The same videos as captions: one text per video, so only the contrastive loss applies.
+    captions = tmp_path / "captions.jsonl"
+    lines = [_json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    # (same folder as train.jsonl, so the relative video paths stay valid)
+    captions.write_text("".join(_json.dumps({"video": r["video"], "caption": " ".join(w for w, _ in r["words"][:6])}) + "\n"
+                                for r in lines))
+    cfg = _recipe(assets, tmp_path / "from_captions", steps=2)
+    cfg.data.manifest = str(captions)
+    rows = [_json.loads(x) for x in (pretrain(cfg) / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all("loss_contrastive" in r and "loss_sort" not in r for r in rows)

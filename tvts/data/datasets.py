@@ -127,6 +127,14 @@ class _Names:
         self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=self._offsets[1:])
 
+    @classmethod
+    def from_buffers(cls, blob: np.ndarray, offsets: np.ndarray) -> "_Names":
+        """Wrap an existing uint8 buffer ``[B]`` and int64 offsets ``[N + 1]`` (string i is
+        ``blob[offsets[i]:offsets[i + 1]]``) without copying them."""
+        names = cls.__new__(cls)
+        names._blob, names._offsets = blob, offsets
+        return names
+
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
@@ -228,8 +236,12 @@ class TranscriptVideoDataset(Dataset):
     def _load(self, index: int, rng: np.random.Generator) -> dict:
         name = self.names[index]
         video_path, annotation_path = yt_paths(self.root, name)
+        return self._transcript_sample(load_yt_annotation(annotation_path), video_path, name, index, rng)
+
+    def _transcript_sample(self, transcript, video_path: str, video_id: str, index: int, rng) -> dict:
+        """The item for one (transcript, video) pair: Eq. 1 segments, TSN times, decode, transform, shuffle,
+        mask (the dict described in the class docstring). Shared with :class:`tvts.data.manifest.ManifestDataset`."""
         train_rng = rng if self.train else None
-        transcript = load_yt_annotation(annotation_path)
         segs = sample_segments(
             transcript,
             self.num_segments,
@@ -255,7 +267,7 @@ class TranscriptVideoDataset(Dataset):
             "order": order,
             "bounds": torch.from_numpy(segs.bounds),
             "frame_times": torch.from_numpy(times),
-            "video_id": name,
+            "video_id": video_id,
             "index": index,
         }
         if self.mask is not None:

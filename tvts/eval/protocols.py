@@ -1,22 +1,41 @@
-"""Evaluation protocols run by the main job: transcript sort accuracy (TVTS appendix Table 13) and
-zero-shot text-to-video retrieval on captions in the MSR-VTT layout."""
+"""Evaluation protocols of the four papers, written against the model interface only
+(``encode_video(frames [B, T, 3, H, W]) -> [B, D]``, ``encode_text(list[str]) -> [n, D]``;
+transcript sorting also needs ``text_model`` and ``sort_logits``).
+
+The functions taking features (:func:`retrieval_from_features`, :func:`linear_probe`,
+:func:`frozen_feature_protocols`) are pure; :class:`Encoder` turns videos and texts into L2-normalised
+features, caching the video features (see :mod:`tvts.eval.extract`). Every result is a flat dict of numbers plus counts and settings; result
+names (keys in a report) are ``"<dataset version>/<protocol>"``, e.g. ``"msrvtt-1ka/zs-retrieval"``.
+"""
 
 from __future__ import annotations
 
-import csv
+import hashlib
+import json
+import math
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from tvts.data.datasets import ClipDataset, TranscriptVideoDataset, collate, collate_clips
+from tvts.data.datasets import TranscriptVideoDataset, collate
 from tvts.data.transforms import VideoTransform
-from tvts.eval.metrics import retrieval_metrics
+from tvts.eval.annotations import LabelledSet, RetrievalSet, readable_class_name
+from tvts.eval.extract import Features, extract_features
+from tvts.eval.metrics import (confusion_matrix, dual_softmax_retrieval_metrics, knn_predict, retrieval_metrics,
+                               topk_accuracy, v2v_retrieval_metrics)
+from tvts.errors import ConfigError
 from tvts.objectives.sorting import sort_metrics
 
+DEFAULT_TEMPLATES = ("a person {}",)
+"""TVTSv2's zero-shot recognition prompt."""
 
-def _progress(iterable, desc: str, enabled: bool, total: int | None = None):
+
+def progress_bar(iterable, desc: str, enabled: bool, total: int | None = None):
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
@@ -24,16 +43,222 @@ def _progress(iterable, desc: str, enabled: bool, total: int | None = None):
     return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False)
 
 
+# ---------------------------------------------------------------------------------------- encoding
+@dataclass
+class Encoder:
+    """A model plus the test-time video preprocessing. ``cache_dir``: where video features are kept
+    (``<dataset name>-<hash of the preprocessing>.safetensors``), so a protocol can be re-run without
+    re-encoding; ``None``: a temporary folder."""
+
+    model: torch.nn.Module
+    model_dir: str
+    num_frames: int
+    transform: VideoTransform
+    clips: int = 1
+    crops: int = 1
+    batch_size: int = 16
+    workers: int = 0
+    device: str | torch.device = "cpu"
+    cache_dir: Path | None = None
+    progress: bool = True
+
+    def videos(self, name: str, paths: list[str], ids: list[str]) -> Features:
+        """Features of the videos (views averaged); the undecodable ones are in ``failed``."""
+        key = json.dumps([_model_stamp(self.model_dir), self.num_frames, self.transform.describe(),
+                          self.clips, self.crops], sort_keys=True)
+        fname = f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}.safetensors"
+        kw = dict(model_dir=self.model_dir, transform=self.transform, num_frames=self.num_frames, clips=self.clips,
+                  crops=self.crops, batch_size=self.batch_size, workers=self.workers, device=self.device,
+                  progress=self.progress)
+        if self.cache_dir is not None:
+            return extract_features(self.model, paths, ids, Path(self.cache_dir) / fname, **kw)
+        with tempfile.TemporaryDirectory() as tmp:
+            return extract_features(self.model, paths, ids, Path(tmp) / fname, **kw)
+
+    @torch.no_grad()
+    def texts(self, texts: list[str], batch_size: int = 128) -> torch.Tensor:
+        """``[n, D]`` L2-normalised text embeddings."""
+        self.model.eval()
+        out = [self.model.encode_text(texts[i : i + batch_size]).float().cpu() for i in range(0, len(texts), batch_size)]
+        return F.normalize(torch.cat(out), dim=-1)
+
+    def labelled(self, ds: LabelledSet) -> tuple[torch.Tensor, torch.Tensor, list[int], list[dict]]:
+        """(features ``[n, D]``, labels ``[n]``, positions in ``ds`` of the decoded videos, failures)."""
+        f = self.videos(ds.name + "-" + _digest(ds.video_ids), ds.paths, ds.video_ids)
+        feats, keep = f.rows(ds.video_ids)
+        if not keep:
+            raise ConfigError(f"{ds.name}: no video could be decoded ({len(f.failed)} failures)")
+        return feats, torch.tensor([ds.labels[j] for j in keep]), keep, f.failed
+
+
+def _model_stamp(model_dir: str) -> list:
+    """The model folder and its files' sizes and modification times: a retrained model gets a new cache."""
+    d = Path(model_dir).resolve()
+    files = sorted(d.glob("*.safetensors")) if d.is_dir() else []
+    return [str(d)] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def _digest(ids: list[str]) -> str:
+    return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:6]
+
+
+def _failures(failed: list[dict]) -> dict:
+    return {"num_failed": len(failed), "failed": failed[:20]}
+
+
+# ---------------------------------------------------------------------------------------- retrieval
+def retrieval_from_features(text: torch.Tensor, video: torch.Tensor, text_to_video: torch.Tensor,
+                            dsl_temperature: float | None = None) -> dict[str, dict]:
+    """``text`` ``[n_text, D]``, ``video`` ``[n_video, D]`` (normalised): ``{"zs-retrieval": metrics}`` and,
+    with ``dsl_temperature``, ``{"zs-retrieval-dsl": metrics}`` of the dual-softmax re-ranked matrix."""
+    sim = text @ video.T
+    counts = {"num_queries": len(text), "num_videos": len(video), "chance_R@1": 100.0 / len(video)}
+    out = {"zs-retrieval": {**counts, **retrieval_metrics(sim, text_to_video)}}
+    if dsl_temperature is not None:
+        out["zs-retrieval-dsl"] = {**counts, "dsl_temperature": dsl_temperature,
+                                   **dual_softmax_retrieval_metrics(sim, text_to_video, dsl_temperature)}
+    return out
+
+
+def zero_shot_retrieval(enc: Encoder, ds: RetrievalSet, dsl_temperature: float | None = None,
+                        examples: int = 0) -> dict[str, dict]:
+    """Text→video and video→text retrieval on ``ds`` (every caption a query). Videos that cannot be
+    decoded are left out with their captions and listed. ``examples``: also return the top-3 videos of the
+    first few queries under ``"_examples"`` (for :func:`tvts.eval.figures.retrieval_examples`)."""
+    f = enc.videos(ds.name + "-" + _digest(ds.video_ids), ds.paths, ds.video_ids)
+    video, keep = f.rows(ds.video_ids)
+    new_index = {j: i for i, j in enumerate(keep)}
+    queries = [(c, new_index[v]) for c, v in zip(ds.captions, ds.text_to_video) if v in new_index]
+    text = enc.texts([c for c, _ in queries])
+    t2v = torch.tensor([v for _, v in queries])
+    out = {f"{ds.name}/{k}": {**v, **_failures(f.failed)} for k, v in
+           retrieval_from_features(text, video, t2v, dsl_temperature).items()}
+    if examples:
+        top = (text[:examples] @ video.T).topk(min(3, len(video)), dim=1).indices
+        out["_examples"] = [{"query": queries[i][0], "truth": ds.paths[keep[queries[i][1]]],
+                             "top": [ds.paths[keep[j]] for j in top[i].tolist()]} for i in range(len(top))]
+    return out
+
+
+# ---------------------------------------------------------------------------------------- recognition
+def class_embeddings(enc: Encoder, class_names: list[str], templates=DEFAULT_TEMPLATES) -> torch.Tensor:
+    """``[C, D]``: for each class, the normalised embeddings of every template filled with its name,
+    averaged and re-normalised (a template ensemble when there are several templates)."""
+    per_template = [enc.texts([t.format(c) for c in class_names]) for t in templates]  # each [C, D]
+    return F.normalize(torch.stack(per_template).mean(0), dim=-1)
+
+
+def classification_result(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    """Top-1/top-5, counts and the confusion matrix (rows: true class) of ``logits`` ``[N, C]``."""
+    return {**topk_accuracy(logits, labels), "num_videos": len(labels), "num_classes": num_classes,
+            "chance_top1": 100.0 / num_classes,
+            "confusion": confusion_matrix(logits.argmax(1), labels, num_classes).tolist()}
+
+
+def zero_shot_recognition(enc: Encoder, ds: LabelledSet, templates=DEFAULT_TEMPLATES,
+                          prompt_names: list[str] | None = None) -> dict:
+    """Zero-shot classification by class-name prompts: logits = cos(video, class embedding).
+    ``prompt_names``: the words put in the templates (default :func:`readable_class_name` of each class)."""
+    video, labels, keep, failed = enc.labelled(ds)
+    names = prompt_names or [readable_class_name(c) for c in ds.class_names]
+    logits = video @ class_embeddings(enc, names, templates).T
+    return {**classification_result(logits, labels, len(ds.class_names)), "templates": list(templates),
+            "prompt_names": names, "_logits": logits, "_keep": keep, **_failures(failed)}
+
+
+def ssv2_mc_candidates(ds: LabelledSet, seed: int = 0) -> tuple[list[list[str]], list[int]]:
+    """For each video: its own description and one description of a random video of every other class
+    present (173 negatives on SSV2), shuffled; returns (candidates per video, index of the true one).
+    Drawn from ``numpy.random.default_rng(seed)``, in dataset order."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(ds.labels):
+        by_class.setdefault(c, []).append(i)
+    classes = sorted(by_class)
+    options, answers = [], []
+    for i, c in enumerate(ds.labels):
+        cand = [ds.descriptions[i]] + [ds.descriptions[by_class[o][rng.integers(len(by_class[o]))]]
+                                       for o in classes if o != c]
+        perm = rng.permutation(len(cand))
+        options.append([cand[p] for p in perm])
+        answers.append(int(np.argmin(perm)))  # where the true description (index 0) went
+    return options, answers
+
+
+def ssv2_mc(enc: Encoder, ds: LabelledSet, seed: int = 0) -> dict:
+    """SSV2-MC (TVTSv2 appendix): pick the true description among one per class; top-1 (and top-5)."""
+    if not ds.descriptions:
+        raise ConfigError(f"{ds.name}: SSV2-MC needs per-video descriptions (SSV2 layout)")
+    video, _, keep, failed = enc.labelled(ds)
+    options, answers = ssv2_mc_candidates(ds, seed)
+    unique = sorted(set(ds.descriptions))
+    text = enc.texts(unique)  # each description is encoded once
+    row = {d: i for i, d in enumerate(unique)}
+    logits = torch.stack([text[[row[o] for o in options[j]]] @ video[n] for n, j in enumerate(keep)])
+    labels = torch.tensor([answers[j] for j in keep])
+    return {**topk_accuracy(logits, labels), "num_videos": len(keep), "num_candidates": logits.shape[1],
+            "chance_top1": 100.0 / logits.shape[1], "seed": seed, **_failures(failed)}
+
+
+# ---------------------------------------------------------------------------------------- frozen features
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, num_classes: int,
+                 epochs: int = 100, lr: float = 0.1, batch_size: int = 512, momentum: float = 0.9,
+                 weight_decay: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """Train ``Linear(D, C)`` on frozen features ``train_x`` ``[n, D]`` with SGD (TVTSv2 Table 8: lr 0.1,
+    100 epochs, batch 512, no weight decay; momentum 0.9) and a cosine learning-rate decay to 0 over the
+    epochs; returns the test logits ``[m, C]``. Seeded (init and batch order)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(train_x.shape[1], num_classes)
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    for _ in range(epochs):
+        for idx in torch.randperm(len(train_x), generator=g).split(batch_size):
+            loss = F.cross_entropy(head(train_x[idx]), train_y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+    with torch.no_grad():
+        return head(test_x)
+
+
+def frozen_feature_protocols(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                             num_classes: int, *, protocols=("linear-probe", "knn", "v2v"), epochs: int = 100,
+                             lr: float = 0.1, batch_size: int = 512, k: int = 25, vote: str = "weighted",
+                             seed: int = 0) -> dict[str, dict]:
+    """Linear probe, cosine kNN (:func:`tvts.eval.metrics.knn_predict`) and video-to-video retrieval by class
+    (:func:`tvts.eval.metrics.v2v_retrieval_metrics`, on the test split) from (features, labels) of a train and
+    a test split. Keys: the protocol names; classification results carry ``_logits``."""
+    (xtr, ytr), (xte, yte) = train, test
+    out = {}
+    if "linear-probe" in protocols:
+        logits = linear_probe(xtr, ytr, xte, num_classes, epochs, lr, batch_size, seed=seed)
+        out["linear-probe"] = {**classification_result(logits, yte, num_classes), "num_train": len(ytr),
+                               "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": "SGD momentum 0.9, cosine",
+                               "seed": seed, "_logits": logits}
+    if "knn" in protocols:
+        scores = knn_predict(xtr, ytr, xte, num_classes, k, vote)
+        out["knn"] = {**classification_result(scores, yte, num_classes), "num_train": len(ytr), "k": min(k, len(ytr)),
+                      "vote": vote, "_logits": scores}
+    if "v2v" in protocols:
+        out["v2v"] = {**v2v_retrieval_metrics(xte, yte), "num_videos": len(yte)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------- sorting
 @torch.no_grad()
 def sort_accuracy(model, dataset: TranscriptVideoDataset, batch_size: int = 32, workers: int = 2,
                   device: str | torch.device = "cpu", progress: bool = True) -> dict:
     """Per-segment and whole-order accuracy of the sort head with the video (T+V) and without it
     (T only: the head sees no video token). The dataset must be in evaluation mode (centred
     segments, middle frames, no mask) with a fixed shuffle per video."""
+    if not hasattr(model, "sort_logits"):
+        raise ConfigError(f"{type(model).__name__} has no sort head: transcript sorting needs a TVTS model")
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
     logits_tv, logits_t, orders = [], [], []
-    for batch in _progress(loader, "sort accuracy", progress, len(loader)):
+    for batch in progress_bar(loader, "sort accuracy", progress, len(loader)):
         frames = batch["frames"].to(device)
         k = len(batch["texts"][0])
         feats = model.text_model([t for s in batch["texts"] for t in s]).reshape(len(batch["texts"]), k, -1)
@@ -44,51 +269,8 @@ def sort_accuracy(model, dataset: TranscriptVideoDataset, batch_size: int = 32, 
     k = order.shape[1]
     tv = sort_metrics(torch.cat(logits_tv), order)
     t = sort_metrics(torch.cat(logits_t), order)
-    fact = 1
-    for i in range(2, k + 1):
-        fact *= i
     return {
-        "num_videos": len(order), "K": k, "chance_segment_acc": 1 / k, "chance_order_acc": 1 / fact,
+        "num_videos": len(order), "K": k, "chance_segment_acc": 1 / k, "chance_order_acc": 1 / math.factorial(k),
         "text_video": {n: v.item() for n, v in tv.items()},
         "text_only": {n: v.item() for n, v in t.items()},
     }
-
-
-def read_msrvtt_test(root: str | Path) -> tuple[list[str], list[str]]:
-    """(video ids, captions) from ``<root>/msrvtt/MSRVTT_JSFUSION_test.csv`` (one caption per test
-    video, the 1k-A convention). Videos are ``<root>/videos/all/<video_id>.mp4``."""
-    path = Path(root) / "msrvtt" / "MSRVTT_JSFUSION_test.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"video_id", "sentence"} <= set(rows[0]):
-        raise ValueError(f"{path}: expected the columns key,vid_key,video_id,sentence")
-    return [r["video_id"] for r in rows], [r["sentence"] for r in rows]
-
-
-@torch.no_grad()
-def encode_clips(model, dataset: ClipDataset, batch_size: int = 32, workers: int = 2,
-                 device: str | torch.device = "cpu", progress: bool = True) -> torch.Tensor:
-    """Video embeddings ``[N, D]`` (L2-normalised) of every clip, in dataset order."""
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_clips)
-    out = [model.encode_video(b["frames"].to(device)).float().cpu() for b in _progress(loader, "encode videos", progress, len(loader))]
-    return F.normalize(torch.cat(out), dim=-1)
-
-
-@torch.no_grad()
-def encode_texts(model, texts: list[str], batch_size: int = 128) -> torch.Tensor:
-    model.eval()
-    out = [model.encode_text(texts[i : i + batch_size]).float().cpu() for i in range(0, len(texts), batch_size)]
-    return F.normalize(torch.cat(out), dim=-1)
-
-
-def zero_shot_retrieval(model, heldout_root: str | Path, num_frames: int, img_size: int, resize_ratio: float = 1.2,
-                        batch_size: int = 32, workers: int = 2, device="cpu", progress: bool = True) -> dict:
-    """Zero-shot caption → video retrieval on an MSR-VTT-layout test list (protocol ``msrvtt-1ka-style``)."""
-    ids, captions = read_msrvtt_test(heldout_root)
-    paths = [str(Path(heldout_root) / "videos" / "all" / f"{v}.mp4") for v in ids]
-    ds = ClipDataset(paths, num_frames, VideoTransform(img_size, resize_ratio, train=False), ids=ids)
-    v = encode_clips(model, ds, batch_size, workers, device, progress)
-    t = encode_texts(model, captions)
-    metrics = retrieval_metrics(t @ v.T, torch.arange(len(ids)))
-    return {"num_queries": len(captions), "num_videos": len(ids), "chance_R@1": 100.0 / len(ids), **metrics}

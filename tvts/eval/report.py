@@ -31,10 +31,74 @@ def results_table(results: dict) -> str:
               for name, p in (("text->video", "t2v_"), ("video->text", "v2t_"))),
             f"  {'chance R@1':<16}{r['chance_R@1']:>8.1f}",
         ]
+    lines += _heldout_lines(results)
     tm = results.get("timing")
     if tm:
         lines.append("Time: " + ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in tm.items()))
     return "\n".join(lines)
+
+
+def _heldout_lines(results: dict) -> list[str]:
+    """Zero-shot recognition, linear probe, kNN and v2v retrieval on the held-out clips."""
+    rows = [(label, results[key]) for key, label in (("recognition", "zero-shot prompts"), ("linear_probe", "linear probe"),
+                                                     ("knn", f"kNN (k={results.get('knn', {}).get('k')})")) if key in results]
+    lines = []
+    if rows:
+        lines += [f"Action recognition on {rows[0][1]['dataset']}",
+                  f"  {'method':<20}{'top-1':>8}{'top-5':>8}",
+                  *(f"  {label:<20}{r['top1']:>8.1f}{r['top5']:>8.1f}" for label, r in rows),
+                  f"  {'chance':<20}{rows[0][1]['chance_top1']:>8.1f}"]
+    v = results.get("v2v")
+    if v:
+        lines += [f"Video-to-video retrieval by class: {v['num_queries']} held-out clips query all the others",
+                  f"  {'R@1':>8}{'R@5':>8}{'R@10':>8}{'MedR':>8}",
+                  f"  {v['R@1']:>8.1f}{v['R@5']:>8.1f}{v['R@10']:>8.1f}{v['MedR']:>8.1f}"]
+    return lines
+
+
+def markdown_report(results: dict[str, dict]) -> str:
+    """Markdown tables of ``tvts eval`` results (``{"<dataset version>/<protocol>": metrics}``), one table per
+    kind: retrieval, classification, video-to-video retrieval, transcript sorting."""
+    kinds = [
+        ("Text-video retrieval (R@k in %, ranks 1-based)",
+         ["t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MedR", "t2v_MeanR", "v2t_R@1", "v2t_R@5", "v2t_R@10", "v2t_MedR", "v2t_MeanR", "num_queries", "num_videos"],
+         lambda r: "t2v_R@1" in r),
+        ("Classification (accuracy in %)", ["top1", "top5", "num_videos", "num_classes", "chance_top1"], lambda r: "top1" in r),
+        ("Video-to-video retrieval by class (R@k in %)", ["R@1", "R@5", "R@10", "MedR", "MeanR", "num_queries"], lambda r: "R@1" in r),
+    ]
+    out = []
+    for title, cols, match in kinds:
+        names = [n for n, r in results.items() if match(r)]
+        if names:
+            out += [f"### {title}", "", "| result | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+            out += ["| " + n + " | " + " | ".join(_fmt(results[n].get(c)) for c in cols) + " |" for n in names]
+            out.append("")
+    sort = [n for n, r in results.items() if "text_video" in r]
+    if sort:
+        out += ["### Transcript sorting", "", "| result | T+V segment | T+V order | T segment | T order | chance order |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {n} | {_fmt(r['text_video']['segment_acc'])} | {_fmt(r['text_video']['order_acc'])} | "
+                f"{_fmt(r['text_only']['segment_acc'])} | {_fmt(r['text_only']['order_acc'])} | {_fmt(r['chance_order_acc'])} |"
+                for n, r in ((n, results[n]) for n in sort)]
+        out.append("")
+    return "\n".join(out)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def write_report(out_json: str | Path, report: dict) -> tuple[Path, Path]:
+    """``report`` (``{"model", "results": {name: metrics}, ...}``) as JSON at ``out_json`` and as markdown
+    beside it (same name, ``.md``)."""
+    out_json = Path(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps({"version": RESULTS_VERSION, **report}, indent=2))
+    md = out_json.with_suffix(".md")
+    md.write_text(f"# Evaluation of {report.get('model', '')}\n\n" + markdown_report(report["results"]))
+    return out_json, md
 
 
 def write_results(run_dir: str | Path, results: dict) -> Path:

@@ -2,5 +2,6 @@
 
 from tvts.models.registry import build_model, load_model
 from tvts.models.tvts import TVTS
+from tvts.models.tvtsv2 import TVTSv2
 
-__all__ = ["TVTS", "build_model", "load_model"]
+__all__ = ["TVTS", "TVTSv2", "build_model", "load_model"]

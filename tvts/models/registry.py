@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from tvts.config import ModelConfig, load_model_config
-from tvts.models.tvts import CONFIG_NAME, TVTS
+from tvts.errors import ConfigError
+from tvts.models.base import CONFIG_NAME, VideoTextModel
+from tvts.models.tvts import TVTS
+from tvts.models.tvtsv2 import TVTSv2
 
-FAMILIES = {"tvts": TVTS}
+FAMILIES: dict[str, type[VideoTextModel]] = {"tvts": TVTS, "tvtsv2": TVTSv2}
 
 
-def build_model(name_or_config: str | ModelConfig, overrides: list[str] = (), pretrained_text: bool = True) -> TVTS:
+def build_model(name_or_config: str | ModelConfig, overrides: list[str] = (), pretrained_text: bool = True) -> VideoTextModel:
     """A fresh model from a named config (``configs/models/<name>.yaml``), a YAML path or a ModelConfig."""
     cfg = name_or_config if isinstance(name_or_config, ModelConfig) else load_model_config(name_or_config, overrides)
     return FAMILIES[cfg.family](cfg, pretrained_text=pretrained_text)
 
 
-def load_model(directory: str | os.PathLike, map_location: str = "cpu") -> TVTS:
+def load_model(directory: str | os.PathLike, map_location: str = "cpu") -> VideoTextModel:
     """A saved model (``model.safetensors`` + ``config.json``), loaded strictly."""
-    import json
-
-    family = json.loads((Path(directory) / CONFIG_NAME).read_text()).get("family", "tvts") if (Path(directory) / CONFIG_NAME).is_file() else "tvts"
+    path = Path(directory) / CONFIG_NAME
+    family = json.loads(path.read_text()).get("family", "tvts") if path.is_file() else "tvts"
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model family '{family}' (known: {', '.join(FAMILIES)})", field="family", source=str(path))
     return FAMILIES[family].from_pretrained(directory, map_location=map_location)

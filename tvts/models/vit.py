@@ -23,8 +23,9 @@ from tvts.config import VideoEncoderConfig
 class VideoTokens:
     """Output of a video encoder.
 
-    ``tokens``: ``[B, 1 + S*N, W]`` after the final norm; token 0 is the video [CLS], then the kept
-    tokens of time slot 0, slot 1, ... (``S`` slots of ``N`` kept tokens each).
+    ``tokens``: ``[B, 1 + S*N, W]``, the encoder's output sequence (after its final norm, where the
+    encoder applies one to every token); token 0 is the video [CLS], then the kept tokens of time
+    slot 0, slot 1, ... (``S`` slots of ``N`` kept tokens each).
     """
 
     tokens: torch.Tensor

@@ -21,7 +21,8 @@ class TVTSObjective(nn.Module):
 
     def forward(self, model: nn.Module, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         c = self.cfg
-        use_sort = c.sort_weight > 0
+        # Caption batches (one text per video, no "order") train the contrastive loss only, as in the paper.
+        use_sort = c.sort_weight > 0 and "order" in batch
         out = model(batch["frames"], batch["texts"], batch.get("keep"), stop_gradient=c.stop_gradient, sort=use_sort)
         losses, metrics = {}, {}
         if c.contrastive_weight > 0:

@@ -1,4 +1,15 @@
-"""AdamW with decay / no-decay groups, and linear warmup + cosine decay."""
+"""AdamW parameter groups, and linear warmup + cosine decay.
+
+Groups: parameters inherited from a pretrained model (``model.inherited(name)``; TVTSv2: everything
+that came from CLIP) learn at ``train.pretrained_lr``, the others at ``train.lr`` (TVTSv2 appendix B:
+1e-4 for new modules, 1e-7 for CLIP's). Each is split into weight decay and no weight decay. Frozen
+parameters are not in the optimiser at all.
+
+Where TVTSv2's genuinely new parameters go: ``temporal_embedding`` has no CLIP counterpart, so it is a
+new parameter (lr 1e-4), like the temporal attention and the sort head. The published code put it in
+the CLIP group (1e-7), which left it frozen at its random initialisation; we start it at zero (see
+tvts.models.divided_vit) and let it learn.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +20,36 @@ import torch.nn as nn
 
 from tvts.config import TrainConfig
 
-# Parameters that never get weight decay: biases, norms, and learned embeddings/tokens.
+# TVTS (family tvts): no weight decay for biases, norms, and learned embeddings/tokens.
 NO_DECAY_NAMES = ("bias", "norm", "ln_", "LayerNorm", "embed", "cls_token", "class_embedding", "positional_embedding")
+# TVTSv2 (appendix B, and the published rule): no weight decay for norms and biases only.
+NO_DECAY_NAMES_V2 = ("bias", "norm", "ln_", "LayerNorm")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters only (frozen ones are not in the optimiser at all)."""
-    decay, no_decay = [], []
+def _no_decay(family: str, name: str, p: torch.Tensor) -> bool:
+    if family == "tvtsv2":
+        return any(k in name for k in NO_DECAY_NAMES_V2)
+    return p.ndim < 2 or any(k in name for k in NO_DECAY_NAMES)
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float, pretrained_lr: float = 0.0) -> list[dict]:
+    """Trainable parameters in up to four groups, each named (``name``: new/inherited x decay/no_decay)
+    and with its own ``lr``; new-parameter groups come first. Empty groups are left out."""
+    family = model.config.family
+    groups: dict[tuple[bool, bool], list[torch.Tensor]] = {(i, nd): [] for i in (False, True) for nd in (False, True)}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or any(k in name for k in NO_DECAY_NAMES) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if p.requires_grad:
+            inherited = pretrained_lr > 0 and model.inherited(name)
+            groups[(inherited, _no_decay(family, name, p))].append(p)
+    return [
+        {"name": f"{'inherited' if i else 'new'}_{'no_decay' if nd else 'decay'}", "params": ps,
+         "lr": pretrained_lr if i else lr, "weight_decay": 0.0 if nd else weight_decay}
+        for (i, nd), ps in groups.items() if ps
+    ]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas))
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.pretrained_lr), lr=cfg.lr, betas=tuple(cfg.betas))
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):

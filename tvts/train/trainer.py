@@ -17,13 +17,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import yaml
+from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from tvts.config import RecipeConfig, to_dict
-from tvts.data.datasets import MaskSpec, TranscriptVideoDataset, collate
+from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
+from tvts.data.manifest import ManifestDataset, collate_manifest
 from tvts.data.transforms import VideoTransform
-from tvts.models import build_model, load_model
+from tvts.models import build_model
 from tvts.models.convert import init_video_from_mae
 from tvts.models.tvts import load_state_strict
 from tvts.objectives.tvts import build_objective
@@ -71,7 +73,7 @@ def mask_spec(cfg: RecipeConfig) -> MaskSpec:
 def data_paths(cfg: RecipeConfig) -> tuple[Path, Path, Path]:
     """(root, train list, val list), building the synthetic dataset first when the recipe uses it."""
     d = cfg.data
-    if d.synthetic is not None and not d.root:
+    if d.synthetic is not None and not d.root and not d.manifest:
         from tvts.data.synthetic import make_synthetic
 
         s = d.synthetic
@@ -86,13 +88,16 @@ def data_paths(cfg: RecipeConfig) -> tuple[Path, Path, Path]:
 
 
 def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: bool) -> TranscriptVideoDataset:
+    """The YT-Temporal-layout dataset of ``root`` + ``split_list`` or, when ``data.manifest`` is set and
+    ``train``, the manifest's (transcript records: TVTS samples; caption records: contrastive only)."""
     v, d = cfg.model.video, cfg.data
-    return TranscriptVideoDataset(
-        root, split_list, num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
-        num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train),
-        mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
-        max_retries=d.max_retries,
-    )
+    common = dict(num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
+                  num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train),
+                  mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
+                  max_retries=d.max_retries, min_words=d.min_words)
+    if d.manifest and train:
+        return ManifestDataset(d.manifest, timeout=d.decode_timeout, **common)
+    return TranscriptVideoDataset(root, split_list, **common)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -132,7 +137,11 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
     if not info.is_main:
         root, train_list, val_list = data_paths(replace(cfg, train=replace(t, progress=False)))
 
-    model = load_model(t.init_from) if t.init_from else build_model(cfg.model)
+    model = build_model(cfg.model)
+    if t.init_from:
+        # The recipe's model config decides the architecture and its options (freezing, checkpointing);
+        # the folder gives the weights, loaded strictly.
+        load_state_strict(model, load_file(str(Path(t.init_from) / "model.safetensors")), t.init_from)
     if t.init_mae:
         ignored = init_video_from_mae(model, t.init_mae)
         if info.is_main:
@@ -141,7 +150,8 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
     objective = build_objective(cfg.objective)
     ddp_model = model
     if info.world_size > 1:
-        unused = cfg.objective.contrastive_weight == 0 or cfg.objective.sort_weight == 0
+        # Some parameters get no gradient when a loss is off or a batch has captions only (no sort).
+        unused = cfg.objective.contrastive_weight == 0 or cfg.objective.sort_weight == 0 or bool(cfg.data.manifest)
         ddp_model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                                             find_unused_parameters=unused)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -160,13 +170,14 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
         print(f"[tvts] no checkpoint in {out}; starting from scratch")
     if ckpt is not None:
         state = load_trainer_state(ckpt)
-        from safetensors.torch import load_file
-
         load_state_strict(model, load_file(str(ckpt / "model.safetensors")), str(ckpt))
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, seen, elapsed_before = int(state["step"]), int(state["seen"]), float(state["elapsed"])
         bad = {k: int(v) for k, v in state["bad"].items()}
+        if state["data_position"]["steps_per_epoch"] != steps_per_epoch:
+            raise ValueError(f"{ckpt} was written with {state['data_position']['steps_per_epoch']} steps per epoch, "
+                             f"this run has {steps_per_epoch}: the dataset, batch size or process count changed")
         reseed(t.seed, info.rank, step)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -175,7 +186,11 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
 
     def checkpoint_now() -> None:
         if info.is_main:
+            # The data position is a function of the step (epoch, offset = divmod(step, steps_per_epoch));
+            # it is stored for the reader, and checked on resume.
             state = {"step": step, "seen": seen, "elapsed": elapsed_before + time.time() - t0, "bad": bad,
+                     "data_position": {"epoch": step // steps_per_epoch, "offset": step % steps_per_epoch,
+                                       "steps_per_epoch": steps_per_epoch},
                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
             save_checkpoint(out, step, model, state)
         if info.world_size > 1:
@@ -188,7 +203,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
 
         bar = tqdm(total=t.steps, initial=step, desc="pretrain", dynamic_ncols=True)
     t0 = time.time()
-    window_t, window_clips = time.time(), 0
+    window, window_steps, window_t, window_clips = {}, 0, time.time(), 0
     time_limit = t.time_limit_minutes * 60 if t.time_limit_minutes > 0 else math.inf
     while step < t.steps:
         epoch, offset = divmod(step, steps_per_epoch)
@@ -197,7 +212,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
         # Its own generator, so creating the loader draws nothing from the global RNG (which dropout
         # uses): a resumed run then draws the same numbers as an uninterrupted one.
         loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=cfg.data.workers,
-                            collate_fn=collate, drop_last=True, pin_memory=info.device.type == "cuda",
+                            collate_fn=collate_manifest, drop_last=True, pin_memory=info.device.type == "cuda",
                             generator=torch.Generator().manual_seed(t.seed + epoch))
         for batch in loader:
             batch = to_device(batch, info.device)
@@ -211,6 +226,10 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
             sched.step()
             step += 1
             window_clips += len(batch["texts"]) * info.world_size
+            window_steps += 1
+            # Sums over the logging window (tensors, so a GPU is not synchronised every step).
+            for k, v in {"loss": loss, **{f"loss_{n}": x for n, x in losses.items()}, **metrics, "grad_norm": grad_norm}.items():
+                window[k] = window.get(k, 0.0) + v.detach().float()
             skipped = all_reduce_sum(batch["skipped"], info.device)
             for k, v in skipped.items():
                 bad[k] = bad.get(k, 0) + int(v)
@@ -219,20 +238,20 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
             if seen >= 100 and n_bad / (n_bad + seen) > cfg.data.max_bad_fraction:
                 raise RuntimeError(f"{n_bad} bad samples against {seen} good ones (> data.max_bad_fraction="
                                    f"{cfg.data.max_bad_fraction}); by reason: {bad}; last bad files: {batch['bad_paths'][:5]}")
-            if step % t.log_every == 0 or step == t.steps:
-                row = {"step": step, "epoch": epoch, "lr": sched.get_last_lr()[0], "loss": loss.item(),
-                       **{f"loss_{k}": v.item() for k, v in losses.items()},
-                       **{k: v.item() for k, v in metrics.items()},
-                       "grad_norm": float(grad_norm), "clips_per_s": window_clips / max(1e-9, time.time() - window_t),
+            out_of_time = time.time() - t0 > time_limit
+            if step % t.log_every == 0 or step == t.steps or out_of_time:
+                # Loss terms and metrics are means over the steps since the last row.
+                row = {"step": step, "epoch": epoch, "lr": sched.get_last_lr()[0],
+                       **{k: v.item() / window_steps for k, v in window.items()},
+                       "clips_per_s": window_clips / max(1e-9, time.time() - window_t),
                        "bad": dict(bad), "elapsed": elapsed_before + time.time() - t0}
                 log.write(row)
-                window_t, window_clips = time.time(), 0
+                window, window_steps, window_t, window_clips = {}, 0, time.time(), 0
                 if bar is not None:
                     bar.set_postfix(loss=f"{row['loss']:.3f}", sort_acc=f"{row.get('sort_segment_acc', float('nan')):.2f}",
                                     clips_s=f"{row['clips_per_s']:.1f}", bad=n_bad)
             if bar is not None:
                 bar.update(1)
-            out_of_time = time.time() - t0 > time_limit
             if step % t.ckpt_every == 0 or step == t.steps or out_of_time:
                 checkpoint_now()
             if step >= t.steps or out_of_time:

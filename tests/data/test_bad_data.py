@@ -1,0 +1,156 @@
+"""Every kind of bad sample: ``tvts data check`` names it with the right reason, and a dataset holding some
+of them yields only real samples with exact ``skipped`` counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+
+import av
+import numpy as np
+import pytest
+
+from tvts.data.cli_commands import build_parser
+from tvts.data.datasets import sample_rng
+from tvts.data.manifest import ManifestDataset, check_manifest, load_manifest, manifest_from_yt
+from tvts.data.transforms import VideoTransform
+
+FPS = 4
+K, L, GAP = 2, 2.0, 1.0  # span 5 s
+GOOD_WORDS = [[f"w{j}", 0.25 + 0.5 * j] for j in range(24)]  # 12 s of speech
+
+
+def _audio_only(path):
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=16000)
+        s.layout = "mono"
+        for i in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+@pytest.fixture(scope="module")
+def bad_manifest(tmp_path_factory, make_video):
+    """A manifest of 3 good records and one of each bad kind; returns (path, {line: expected reason})."""
+    d = tmp_path_factory.mktemp("bad")
+    frames = np.random.default_rng(0).integers(0, 255, (48, 32, 48, 3), dtype=np.uint8)  # 12 s
+    for i in range(3):
+        make_video(d / f"good{i}.mp4", frames, FPS)
+    make_video(d / "full.mp4", frames, FPS)
+    data = (d / "full.mp4").read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (d / "text.mp4").write_text("this is not a video\n")
+    _audio_only(d / "audio.mp4")
+    make_video(d / "one_frame.mp4", frames[:1], FPS)
+    make_video(d / "short.mp4", frames[:8], FPS)  # 2 s, under a 12 s transcript
+
+    def rec(video, words=GOOD_WORDS, duration=12.0):
+        return json.dumps({"video": video, "words": words, "duration": duration}).encode()
+
+    early_words = GOOD_WORDS[:6]  # speech ends at 2.75 s of 12: the second segment (from >= 3 s) is always empty
+    lines = [
+        (rec("good0.mp4"), None),
+        (rec("truncated.mp4"), "unreadable"),
+        (rec("text.mp4"), "unreadable"),
+        (rec("good1.mp4"), None),
+        (rec("audio.mp4"), "no_video_stream"),
+        (rec("one_frame.mp4"), "too_short"),
+        (rec("good0.mp4", duration=0), "zero_duration"),
+        (rec("short.mp4"), "too_short"),
+        (rec("good2.mp4", words=GOOD_WORDS[:4], duration=3.0), "too_short"),  # transcript shorter than the span
+        (rec("good2.mp4", words=early_words), "empty_segment"),
+        (b'{"video": "good2.mp4", "caption": "caf\xe9"}', "bad_annotation"),  # Latin-1, not UTF-8
+        (rec("good2.mp4", words=[["w", 0.1 * j] for j in range(120)]), "transcript_too_long"),
+        (rec("missing.mp4"), "missing"),
+        (rec("good2.mp4"), None),
+    ]
+    path = d / "m.jsonl"
+    path.write_bytes(b"\n".join(line for line, _ in lines) + b"\n")
+    return path, {n: reason for n, (_, reason) in enumerate(lines, 1)}
+
+
+def test_check_names_every_bad_kind(bad_manifest):
+    path, expected = bad_manifest
+    report = check_manifest(path, num_segments=K, segment_seconds=L, gap=GAP, max_words=100, progress=False)
+    found = {e["line"]: reason for reason, ex in report["examples"].items() for e in ex}
+    assert found == {n: r for n, r in expected.items() if r}
+    assert report["bad"] == dict(Counter(r for r in expected.values() if r))
+    assert report["total"] == 14 and report["ok"] == 3
+
+
+def test_check_command_exit_code_and_json(bad_manifest, tmp_path, capsys):
+    path, expected = bad_manifest
+    out = tmp_path / "r" / "report.json"
+    args = build_parser().parse_args(
+        ["data", "check", str(path), "--segments", str(K), "--segment-seconds", str(L), "--max-words", "100",
+         "--json", str(out), "--no-progress"])
+    assert args.func(args) == 1
+    printed = capsys.readouterr().out
+    assert "unreadable" in printed and "truncated.mp4" in printed and "line 2:" in printed
+    assert json.loads(out.read_text())["bad"]["unreadable"] == 2
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(
+        json.dumps({"video": str(path.parent / f"good{i}.mp4"), "words": GOOD_WORDS, "duration": 12.0}) + "\n"
+        for i in range(3)))
+    args = build_parser().parse_args(["data", "check", str(good), "--segments", "2", "--segment-seconds", "2",
+                                      "--no-progress"])
+    assert args.func(args) == 0
+
+
+def test_dataset_yields_only_real_samples_with_exact_skip_counts(bad_manifest):
+    path, expected = bad_manifest
+    # Reasons as the dataset meets them: a missing file fails to open ("unreadable"), the over-long transcript
+    # is cut at load time by the default limit only, so it is loaded with the test's limit here.
+    reasons = {**expected, 13: "unreadable"}
+    records = load_manifest(path, max_words=100)
+    ds = ManifestDataset(records, K, L, GAP, num_frames=4, transform=VideoTransform(16, train=True), seed=7,
+                         max_retries=30)
+    good = {i for i, r in enumerate(reasons.values()) if r is None}
+    for index in range(len(ds)):
+        s = ds[index]
+        assert s["index"] in good and s["frames"].shape == (4, 3, 16, 16)
+        tried, current = [], index  # replay the dataset's draws: the records it tried before the good one
+        for attempt in range(30):
+            if attempt:
+                current = int(sample_rng(7, 0, index, attempt).integers(len(ds)))
+            if current in good:
+                break
+            tried.append(reasons[current + 1])
+        assert current == s["index"]
+        assert s["skipped"] == dict(Counter(tried)) and len(s["bad_paths"]) == len(tried)
+
+
+def test_yt_converter_skips_a_non_utf8_annotation(tmp_path, make_video, make_yt_annotation):
+    root = tmp_path / "yt"
+    frames = np.zeros((8, 16, 16, 3), np.uint8)
+    for i in range(2):
+        make_video(root / "videos" / "a" / "data" / f"v{i}.mp4", frames, FPS)
+    make_yt_annotation(root / "videos" / "a" / "annotations" / "v0.json", ["hi"], [0.5], 2.0)
+    bad = root / "videos" / "a" / "annotations" / "v1.json"
+    bad.write_bytes(b'{"subtitles": [{"word": "caf\xe9", "time": 0.5}], "info": {"duration": 2.0}}')
+    split = tmp_path / "split.csv"
+    split.write_text("Name\na/data/v0.mp4\na/data/v1.mp4\n")
+    report = manifest_from_yt(root, split, tmp_path / "m.jsonl")
+    assert report == {"written": 1, "skipped": {"bad_annotation": 1}, "skipped_files": [str(bad)]}
+
+
+def test_a_decode_that_hangs_is_a_timeout(tmp_path, make_video):
+    fifo = tmp_path / "hang.mp4"
+    os.mkfifo(fifo)  # opening it for reading blocks until a writer appears: never
+    make_video(tmp_path / "good.mp4", np.zeros((48, 16, 16, 3), np.uint8), FPS)
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps({"video": v, "words": GOOD_WORDS, "duration": 12.0}) + "\n"
+                            for v in ("hang.mp4", "good.mp4")))
+    t0 = time.perf_counter()
+    report = check_manifest(path, num_segments=K, segment_seconds=L, gap=GAP, timeout=0.3, progress=False)
+    assert report["bad"] == {"timeout": 1} and report["examples"]["timeout"][0]["line"] == 1
+    ds = ManifestDataset(path, K, L, GAP, num_frames=2, transform=VideoTransform(16), train=False, timeout=0.3)
+    s = ds[0]
+    assert s["index"] == 1 and s["skipped"]["timeout"] >= 1 and set(s["skipped"]) == {"timeout"}
+    assert time.perf_counter() - t0 < 10

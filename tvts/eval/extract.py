@@ -1,0 +1,216 @@
+"""Video feature extraction: batched, resumable, with test-time views (clips x crops).
+
+Output of :func:`extract_features` for ``out = feats.safetensors``:
+
+- ``feats.safetensors``: one tensor ``features``, float32 ``[N, D]`` (views averaged, ``reduce="mean"``)
+  or ``[N, V, D]`` (``reduce="none"``, V = clips x crops, clip-major), the model's video embedding, not
+  normalised;
+- ``feats.index.json``: ``{"ids": [...]}``, row ``i`` of ``features`` is video ``ids[i]``;
+- ``feats.preprocessing.json``: the model folder, frames per clip, views, and the exact frame transform;
+- ``feats.failed.json``: ``[{"video_id", "path", "reason", "detail"}]`` of videos that could not be
+  decoded (they have no row: there are no black-frame features);
+- while running, ``feats.parts/``: finished chunks; a rerun with the same preprocessing skips every video
+  already in ``feats.safetensors`` or in a chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+
+from tvts.data.decode import decode_frames, probe
+from tvts.data.sampling import tsn_timestamps
+from tvts.data.transforms import VideoTransform
+from tvts.errors import ConfigError, SampleError
+
+
+def clip_timestamps(duration: float, num_frames: int, clips: int) -> np.ndarray:
+    """``[clips, num_frames]`` seconds: the video cut into ``clips`` equal windows, TSN midpoints in each
+    (one clip = the evaluation sampling of :class:`~tvts.data.datasets.ClipDataset`)."""
+    w = duration / clips
+    return np.stack([tsn_timestamps(j * w, (j + 1) * w, num_frames, None) for j in range(clips)])
+
+
+def crop_windows(frames: np.ndarray, crops: int) -> list[np.ndarray]:
+    """``crops`` = 1: ``[frames]``; 3: three square windows of side min(H, W) at the start, centre and end
+    of the long side, each ``[T, s, s, 3]`` (each then gets the full transform, as the single view does)."""
+    if crops == 1:
+        return [frames]
+    h, w = frames.shape[1:3]
+    s = min(h, w)
+    starts = [0, (max(h, w) - s) // 2, max(h, w) - s]
+    return [frames[:, o : o + s] if h > w else frames[:, :, o : o + s] for o in starts]
+
+
+class ViewsDataset(Dataset):
+    """Items: ``frames`` float32 ``[V, T, 3, S, S]`` (V = clips x crops, clip-major), ``video_id``,
+    ``index``; a video that cannot be decoded gives ``frames=None`` and ``error`` (reason, path, detail)."""
+
+    def __init__(self, paths: list[str], ids: list[str], num_frames: int, transform: VideoTransform,
+                 clips: int = 1, crops: int = 1):
+        if crops not in (1, 3) or clips < 1:
+            raise ConfigError(f"need clips >= 1 and crops in (1, 3), got {clips}, {crops}", field="views")
+        if transform.train:
+            raise ConfigError("feature extraction needs an eval transform (train=False)", field="transform")
+        self.paths, self.ids = list(paths), list(ids)
+        self.num_frames, self.transform, self.clips, self.crops = num_frames, transform, clips, crops
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        path = self.paths[i]
+        try:
+            times = clip_timestamps(probe(path).duration, self.num_frames, self.clips)
+            frames = decode_frames(path, times.reshape(-1), threads=1)  # [clips * T, H, W, 3]
+            frames = frames.reshape(self.clips, self.num_frames, *frames.shape[1:])
+            views = [self.transform(w, None) for clip in frames for w in crop_windows(clip, self.crops)]
+        except SampleError as e:
+            return {"frames": None, "video_id": self.ids[i], "index": i,
+                    "error": {"reason": e.reason, "path": e.path or path, "detail": e.detail}}
+        return {"frames": torch.stack(views), "video_id": self.ids[i], "index": i}
+
+
+def collate_views(samples: list[dict]) -> dict:
+    """Batch :class:`ViewsDataset` items: ``frames`` ``[B, V, T, 3, S, S]`` (None when no video of the batch
+    could be decoded), ``video_id`` of those, ``failed``: ``{"video_id", "reason", "path", "detail"}`` of the others."""
+    good = [s for s in samples if s["frames"] is not None]
+    return {"frames": torch.stack([s["frames"] for s in good]) if good else None,
+            "video_id": [s["video_id"] for s in good],
+            "failed": [{"video_id": s["video_id"], **s["error"]} for s in samples if s["frames"] is None]}
+
+
+@dataclass
+class Features:
+    """Extracted features: ``features`` ``[N, D]`` or ``[N, V, D]`` (not normalised), ``ids`` (N), the
+    ``failed`` videos, and ``preprocessing``."""
+
+    features: torch.Tensor
+    ids: list[str]
+    failed: list[dict]
+    preprocessing: dict
+
+    def pooled(self) -> torch.Tensor:
+        """``[N, D]``, L2-normalised after averaging the views."""
+        f = self.features.mean(1) if self.features.ndim == 3 else self.features
+        return torch.nn.functional.normalize(f.float(), dim=-1)
+
+    def rows(self, ids: list[str]) -> tuple[torch.Tensor, list[int]]:
+        """(pooled features of those of ``ids`` that were extracted, their positions in ``ids``)."""
+        where = {v: i for i, v in enumerate(self.ids)}
+        keep = [j for j, v in enumerate(ids) if v in where]
+        return self.pooled()[[where[ids[j]] for j in keep]], keep
+
+
+def side_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """The files written beside ``out`` (see the module docstring)."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix == ".safetensors" else out
+    return {"features": out, "index": Path(f"{stem}.index.json"), "preprocessing": Path(f"{stem}.preprocessing.json"),
+            "failed": Path(f"{stem}.failed.json"), "parts": Path(f"{stem}.parts")}
+
+
+def preprocessing_record(model_dir: str, num_frames: int, transform: VideoTransform, clips: int, crops: int,
+                         reduce: str) -> dict:
+    return {"model": str(model_dir), "num_frames": num_frames, "frame_sampling": "TSN midpoints in each of `clips` equal windows",
+            "clips": clips, "crops": crops, "crop_windows": "1: whole frame; 3: start/centre/end squares of the long side",
+            "views_order": "clip-major", "reduce": reduce, "transform": transform.describe(),
+            "embedding": "model.encode_video, not normalised"}
+
+
+def _done(paths: dict[str, Path], prep: dict) -> dict[str, torch.Tensor]:
+    """Features already extracted with the same preprocessing: {video id: [D] or [V, D]}."""
+    if not paths["preprocessing"].exists():
+        return {}
+    old = json.loads(paths["preprocessing"].read_text())
+    if old != prep:
+        raise ConfigError(f"{paths['features']} was extracted with other settings; use another --out or delete it "
+                          f"(old: {old}, new: {prep})", source=str(paths["preprocessing"]))
+    done: dict[str, torch.Tensor] = {}
+    if paths["features"].exists() and paths["index"].exists():
+        ids = json.loads(paths["index"].read_text())["ids"]
+        done.update(zip(ids, load_file(str(paths["features"]))["features"]))
+    for part in sorted(paths["parts"].glob("part_*.safetensors")) if paths["parts"].is_dir() else []:
+        ids = json.loads(part.with_suffix(".json").read_text())["ids"]
+        done.update(zip(ids, load_file(str(part))["features"]))
+    return done
+
+
+def _write_part(parts: Path, n: int, ids: list[str], feats: list[torch.Tensor]) -> None:
+    parts.mkdir(parents=True, exist_ok=True)
+    save_file({"features": torch.stack(feats).contiguous()}, str(parts / f"part_{n:05d}.safetensors"))
+    (parts / f"part_{n:05d}.json").write_text(json.dumps({"ids": ids}))  # written last: marks the part done
+
+
+@torch.no_grad()
+def extract_features(model, paths: list[str], ids: list[str], out: str | os.PathLike, *, model_dir: str,
+                     transform: VideoTransform, num_frames: int, clips: int = 1, crops: int = 1, reduce: str = "mean",
+                     batch_size: int = 8, workers: int = 0, device="cpu", chunk: int = 256,
+                     progress: bool = True) -> Features:
+    """Encode every video (skipping those already done, see the module docstring) and write the files.
+    Returns the features of the requested videos that could be decoded, in request order."""
+    if reduce not in ("mean", "none"):
+        raise ConfigError(f"reduce must be 'mean' or 'none', got {reduce!r}", field="reduce")
+    if len(set(ids)) != len(ids):
+        raise ConfigError("video ids must be unique", field="ids")
+    files = side_paths(out)
+    files["features"].parent.mkdir(parents=True, exist_ok=True)
+    prep = preprocessing_record(model_dir, num_frames, transform, clips, crops, reduce)
+    done = _done(files, prep)
+    files["preprocessing"].write_text(json.dumps(prep, indent=2))
+    todo = [i for i, v in enumerate(ids) if v not in done]
+    failed = _encode(model, ViewsDataset([paths[i] for i in todo], [ids[i] for i in todo], num_frames, transform,
+                                         clips, crops), files["parts"], done, reduce, batch_size, workers, device,
+                     chunk, progress)
+    kept = [v for v in ids if v in done]
+    feats = torch.stack([done[v] for v in kept]) if kept else torch.zeros(0)
+    save_file({"features": feats.contiguous()}, str(files["features"]))
+    files["index"].write_text(json.dumps({"ids": kept}))
+    files["failed"].write_text(json.dumps(failed, indent=2))
+    for p in sorted(files["parts"].glob("part_*")) if files["parts"].is_dir() else []:
+        p.unlink()
+    if files["parts"].is_dir():
+        files["parts"].rmdir()
+    return Features(feats, kept, failed, prep)
+
+
+def _encode(model, ds: ViewsDataset, parts: Path, done: dict, reduce: str, batch_size: int, workers: int, device,
+            chunk: int, progress: bool) -> list[dict]:
+    """Encode ``ds`` into ``done`` (in place), saving a part every ``chunk`` videos; returns the failures."""
+    from tvts.eval.protocols import progress_bar
+
+    model.eval()
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_views)
+    failed, pending_ids, pending = [], [], []
+    first_part = len(list(parts.glob("part_*.json"))) if parts.is_dir() else 0
+    for batch in progress_bar(loader, "extract features", progress, len(loader)):
+        failed += batch["failed"]
+        if batch["frames"] is not None:
+            b, v = batch["frames"].shape[:2]
+            emb = model.encode_video(batch["frames"].flatten(0, 1).to(device)).float().cpu().reshape(b, v, -1)
+            emb = emb.mean(1) if reduce == "mean" else emb
+            pending_ids += batch["video_id"]
+            pending += list(emb)
+        if len(pending_ids) >= chunk:
+            _write_part(parts, first_part, pending_ids, pending)
+            first_part += 1
+            done.update(zip(pending_ids, pending))
+            pending_ids, pending = [], []
+    done.update(zip(pending_ids, pending))
+    return failed
+
+
+def load_features(path: str | os.PathLike) -> Features:
+    """Read what :func:`extract_features` wrote."""
+    files = side_paths(path)
+    ids = json.loads(files["index"].read_text())["ids"]
+    failed = json.loads(files["failed"].read_text()) if files["failed"].exists() else []
+    return Features(load_file(str(files["features"]))["features"], ids, failed,
+                    json.loads(files["preprocessing"].read_text()))

@@ -1,0 +1,102 @@
+"""The main job's evaluation: transcript sort accuracy on the held-out narrated videos, and on the held-out
+single-event clips (each clip encoded once, the features shared by every protocol): zero-shot retrieval
+(MSR-VTT layout), zero-shot recognition, linear probe and kNN (UCF-101 layout: trained on trainlist01,
+tested on testlist01) and video-to-video retrieval by class (all held-out clips)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from tvts.eval.annotations import LabelledSet, read_msrvtt_1ka, read_ucf101
+
+HELDOUT_TEMPLATE = "a shape {}"
+"""Zero-shot prompt on the held-out clips, filled with each class's caption phrase
+(:data:`tvts.data.synthetic.CAPTIONS`, e.g. ``MoveLeft`` → "a shape moves left")."""
+
+
+def _eval_device(name: str):
+    from tvts.train.distributed import pick_device
+
+    return pick_device(name)
+
+
+def _public(result: dict) -> dict:
+    """The JSON part of a protocol result (keys starting with ``_`` hold tensors for figures)."""
+    return {k: v for k, v in result.items() if not k.startswith("_")}
+
+
+def _labelled_rows(feats, ds: LabelledSet, ucf_to_id: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    x, keep = feats.rows([ucf_to_id[v] for v in ds.video_ids])
+    return x, torch.tensor([ds.labels[j] for j in keep])
+
+
+def heldout_protocols(enc, heldout: Path, figures_dir: Path | None = None) -> dict:
+    """Every held-out-clip protocol from one encoding of the clips; returns the ``retrieval``,
+    ``recognition``, ``linear_probe``, ``knn`` and ``v2v`` parts of ``results.json``."""
+    from tvts.data.synthetic import CAPTIONS
+    from tvts.eval.figures import confusion_matrix_png
+    from tvts.eval.metrics import v2v_retrieval_metrics
+    from tvts.eval.protocols import (class_embeddings, classification_result, frozen_feature_protocols,
+                                     retrieval_from_features)
+
+    meta = json.loads((heldout / "msrvtt" / "MSRVTT_data.json").read_text())["videos"]
+    ids = [v["video_id"] for v in meta]
+    feats = enc.videos("heldout", [str(heldout / "videos" / "all" / f"{v}.mp4") for v in ids], ids)
+    ret = read_msrvtt_1ka(heldout / "msrvtt", videos=heldout / "videos" / "all")
+    video, keep = feats.rows(ret.video_ids)
+    pos = {j: i for i, j in enumerate(keep)}
+    caps = [(c, pos[v]) for c, v in zip(ret.captions, ret.text_to_video) if v in pos]
+    results = {"retrieval": {**retrieval_from_features(enc.texts([c for c, _ in caps]), video,
+                                                       torch.tensor([v for _, v in caps]))["zs-retrieval"],
+                             "dataset": str(heldout / "msrvtt" / "MSRVTT_JSFUSION_test.csv"),
+                             "num_failed": len(feats.failed)}}
+    ucf_to_id = {v["ucf_path"]: v["video_id"] for v in meta}
+    train = read_ucf101(heldout / "ucf", "train")
+    test = read_ucf101(heldout / "ucf", "test")
+    xtr, ytr = _labelled_rows(feats, train, ucf_to_id)
+    xte, yte = _labelled_rows(feats, test, ucf_to_id)
+    c = len(test.class_names)
+    data = {"dataset": f"{test.name} (held-out clips: train {len(ytr)}, test {len(yte)})", "classes": test.class_names}
+    prompts = class_embeddings(enc, [CAPTIONS[n] for n in test.class_names], (HELDOUT_TEMPLATE,))
+    results["recognition"] = {**classification_result(xte @ prompts.T, yte, c), "template": HELDOUT_TEMPLATE, **data}
+    frozen = frozen_feature_protocols((xtr, ytr), (xte, yte), c, protocols=("linear-probe", "knn"))
+    for key, name in (("linear_probe", "linear-probe"), ("knn", "knn")):
+        results[key] = {**_public(frozen[name]), **data}
+    # video-to-video retrieval trains nothing: every held-out clip (both halves) queries all the others
+    results["v2v"] = {**v2v_retrieval_metrics(torch.cat([xtr, xte]), torch.cat([ytr, yte])),
+                      "num_videos": len(ytr) + len(yte), "dataset": f"{test.name} (all held-out clips)"}
+    if figures_dir is not None:
+        png = confusion_matrix_png(frozen["linear-probe"]["confusion"], test.class_names,
+                                   figures_dir / "confusion_linear_probe.png", "linear probe, held-out clips")
+        results["linear_probe"]["figure"] = str(png)
+    return results
+
+
+def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
+    """Evaluate a saved model as the main job does; returns the ``sort``, ``retrieval``, ``recognition``,
+    ``linear_probe``, ``knn`` and ``v2v`` parts of ``results.json`` (the last five when there is a held-out
+    folder). Video features are cached in ``<run>/eval_features/`` and the linear probe's confusion matrix is
+    drawn to ``<run>/confusion_linear_probe.png`` (``<run>`` = the model folder's parent)."""
+    from tvts.data.transforms import VideoTransform
+    from tvts.eval.protocols import Encoder, sort_accuracy
+    from tvts.models import load_model
+    from tvts.train.trainer import data_paths, transcript_dataset
+
+    device = _eval_device(cfg.train.device)
+    model_dir = Path(model_dir)
+    model = load_model(model_dir).to(device).eval()
+    root, _, val_list = data_paths(cfg)
+    heldout = Path(cfg.eval.heldout_root) if cfg.eval.heldout_root else (Path(cfg.data.synthetic.out) / "heldout" if cfg.data.synthetic else None)
+    results = {"sort": sort_accuracy(model, transcript_dataset(cfg, root, val_list, train=False), cfg.eval.batch_size,
+                                     cfg.data.workers, device, progress)}
+    results["sort"]["dataset"] = str(val_list)
+    if heldout is not None:
+        v = cfg.model.video
+        enc = Encoder(model, str(model_dir), v.num_frames, VideoTransform(v.img_size, cfg.data.resize_ratio, train=False),
+                      batch_size=cfg.eval.batch_size, workers=cfg.data.workers, device=device,
+                      cache_dir=model_dir.parent / "eval_features", progress=progress)
+        results.update(heldout_protocols(enc, heldout, model_dir.parent))
+    return results

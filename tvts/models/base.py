@@ -1,0 +1,138 @@
+"""What every tvts model family shares: the pretraining forward, encoding, and saving/loading.
+
+A model holds ``video_model`` (frames → :class:`~tvts.models.vit.VideoTokens`), ``text_model`` (n
+strings → features ``[n, W_t]``) and ``pred_model`` (the sort head); a family says how encoder outputs
+become embeddings of the common space (``video_embedding``, ``text_embedding``) and which parameters
+come from a pretrained model (``inherited``, for the optimiser's lr groups).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from tvts.config import ModelConfig, model_config_from_dict, to_dict
+from tvts.errors import CheckpointError
+from tvts.models.vit import VideoTokens
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class VideoTextModel(nn.Module):
+    """Base class of the model families (``tvts.models.registry.FAMILIES``)."""
+
+    config: ModelConfig
+    video_model: nn.Module
+    text_model: nn.Module
+    pred_model: nn.Module
+
+    # ------------------------------------------------------------------ family-specific
+    def video_embedding(self, video: VideoTokens) -> torch.Tensor:
+        """Encoder output → video embedding ``[B, D]`` (not normalised)."""
+        raise NotImplementedError
+
+    def text_embedding(self, feats: torch.Tensor) -> torch.Tensor:
+        """Text features ``[..., W_t]`` → embeddings ``[..., D]`` (not normalised)."""
+        raise NotImplementedError
+
+    def inherited(self, name: str) -> bool:
+        """Whether parameter ``name`` comes from a pretrained model (trained at ``train.pretrained_lr``)."""
+        return False
+
+    # ------------------------------------------------------------------ encoding
+    def encode_video(self, frames: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, 3, H, W]`` → video embedding ``[B, D]``."""
+        return self.video_embedding(self.video_model(frames, keep))
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """n strings → text embeddings ``[n, D]``."""
+        return self.text_embedding(self.text_model(texts))
+
+    def forward(self, frames: torch.Tensor, texts: list[list[str]], keep: torch.Tensor | None = None,
+                stop_gradient: bool = True, sort: bool = True, sort_with_video: bool = True) -> dict[str, torch.Tensor]:
+        """One pretraining forward.
+
+        ``frames`` ``[B, T, 3, H, W]``; ``texts``: B lists of K shuffled transcripts; ``keep``: kept patch
+        indices ``[B, S, N]``. Returns ``video_embed`` ``[B, D]``, ``text_embed`` ``[B, D]`` (mean of the
+        K transcript embeddings), ``segment_embed`` ``[B, K, D]`` and, when ``sort``, ``sort_logits``
+        ``[B, K, K]``. With ``stop_gradient`` the sort head gets detached text features, so L_sort
+        sends no gradient into the text encoder.
+        """
+        b, k = len(texts), len(texts[0])
+        video = self.video_model(frames, keep)
+        feats = self.text_model([t for sample in texts for t in sample]).reshape(b, k, -1)  # [B, K, W_t]
+        segment_embed = self.text_embedding(feats)
+        out = {"video_embed": self.video_embedding(video), "segment_embed": segment_embed, "text_embed": segment_embed.mean(1)}
+        if sort:
+            out["sort_logits"] = self.sort_logits(video if sort_with_video else None, feats.detach() if stop_gradient else feats)
+        return out
+
+    def sort_logits(self, video: VideoTokens | None, text_feats: torch.Tensor) -> torch.Tensor:
+        """``text_feats`` ``[B, K, W_t]`` → ``[B, K, K]``; ``video=None``: the head sees no video token."""
+        return self.pred_model(video, text_feats)
+
+    # ------------------------------------------------------------------ persistence
+    def _save_assets(self, directory: Path) -> None:
+        """Write what the family needs besides weights and config (e.g. a tokenizer) into ``directory``."""
+
+    @classmethod
+    def _config_for_folder(cls, cfg: ModelConfig, directory: Path) -> ModelConfig:
+        """The config to rebuild a model saved in ``directory`` (e.g. pointing at its saved tokenizer)."""
+        return cfg
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``model.safetensors`` + ``config.json`` (+ assets), replacing ``directory`` atomically
+        (written beside it, then renamed)."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "tvts_family": self.config.family})
+            (tmp / CONFIG_NAME).write_text(json.dumps(to_dict(self.config), indent=2))
+            self._save_assets(tmp)
+            replace_dir(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> "VideoTextModel":
+        """Rebuild from ``config.json`` and load ``model.safetensors`` strictly."""
+        directory = Path(directory)
+        if not (directory / CONFIG_NAME).is_file():
+            raise CheckpointError(str(directory), missing=[CONFIG_NAME])
+        cfg = model_config_from_dict(json.loads((directory / CONFIG_NAME).read_text()), str(directory / CONFIG_NAME))
+        model = cls(cls._config_for_folder(cfg, directory), pretrained_text=False)
+        load_state_strict(model, load_file(str(directory / WEIGHTS_NAME), device=str(map_location)), str(directory / WEIGHTS_NAME))
+        return model
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished folder into place: the old one is renamed away first, so a crash leaves either
+    the old or the new folder, never a half-written one."""
+    old = dst.with_name(f".{dst.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` that reports every missing, unexpected or mis-shaped key in one error."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
+                  if own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(source, missing, unexpected, mismatched)
+    model.load_state_dict(state, strict=True)
