@@ -142,6 +142,10 @@ class DataConfig:
     val_list: str = ""  # default: <root>/meta_data/yttemporal_val.csv
     synthetic: Optional[SyntheticConfig] = None
     manifest: str = ""  # a JSONL manifest (see `tvts data manifest`) to train on instead of a YT-Temporal root
+    shards: str = ""  # a folder of WebDataset shards (see `tvts data shard`) to stream instead
+    shuffle_buffer: int = 1000  # samples in the shuffle buffer of a shard stream
+    caption_manifest: str = ""  # a second corpus of captioned videos (WebVid-style), contrastive loss only
+    caption_ratio: float = 0.0  # fraction of the steps that train on a caption batch (0.5 alternates, TVTSv2)
     decode_timeout: float = 0.0  # >0: seconds one sample may take before it is skipped as "timeout"
     segment_seconds: float = 4.0  # l
     gap: float = 1.0
@@ -363,5 +367,11 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(c.data.segment_seconds > 0, "segment_seconds must be positive", "data.segment_seconds", source)
     _require(c.data.gap >= 0, "gap must be >= 0", "data.gap", source)
     _require(0.0 <= c.data.max_bad_fraction <= 1.0, "max_bad_fraction must be in [0, 1]", "data.max_bad_fraction", source)
-    _require(bool(c.data.root) or bool(c.data.manifest) or c.data.synthetic is not None,
-             "set data.root, data.manifest or data.synthetic", "data.root", source)
+    d = c.data
+    _require(bool(d.root) or bool(d.manifest) or bool(d.shards) or d.synthetic is not None,
+             "set data.root, data.manifest, data.shards or data.synthetic", "data.root", source)
+    _require(not (d.manifest and d.shards), "set data.manifest or data.shards, not both", "data.shards", source)
+    _require(0.0 <= d.caption_ratio < 1.0, "caption_ratio must be in [0, 1)", "data.caption_ratio", source)
+    _require(d.caption_ratio == 0 or bool(d.caption_manifest), "caption_ratio > 0 needs data.caption_manifest",
+             "data.caption_manifest", source)
+    _require(d.shuffle_buffer >= 0, "shuffle_buffer must be >= 0", "data.shuffle_buffer", source)

@@ -11,21 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tvts.config import ModelConfig, SortHeadConfig, TextEncoderConfig, VideoEncoderConfig
-
-
-def tiny_tvtsv2_config(**video) -> ModelConfig:
-    """16x16 frames, 4 frames, patch 8 (4 patches per frame), width 32; CLIP text tower of width 32
-    with 4 blocks (the last one trains), context 16; D = 16."""
-    v = dict(arch="divided", img_size=16, num_frames=4, tubelet=1, patch=8, width=32, depth=2, heads=2, max_slots=4,
-             mask_ratio=0.5, mask_kind="tube", act="quick_gelu")
-    v.update(video)
-    return ModelConfig(
-        name="tiny_v2", family="tvtsv2", num_segments=4, embed_dim=16, video=VideoEncoderConfig(**v),
-        text=TextEncoderConfig(kind="clip", name="clip-bpe", max_length=16, pooling="eot", width=32, heads=2, layers=4,
-                               trainable_layers=1),
-        sort_head=SortHeadConfig(kind="transformer", depth=2, heads=2),  # the published head has 2 blocks
-    )
+from tvts.testing import tiny_tvtsv2_config
 
 
 def published_tvtsv2_shapes(w: int, layers: int, patch: int, grid: int, wt: int, text_layers: int, e: int,

@@ -197,3 +197,23 @@ def test_released_tvts_v1_checkpoint_gives_the_same_features(distilbert_dir, tmp
         feats = source.text_model(TEXTS).expand(2, 4, 32)
         assert torch.equal(model.sort_logits(model.video_model(_frames()), feats),
                            source.sort_logits(source.video_model(_frames()), feats))
+
+
+def test_a_released_checkpoint_is_evaluated_from_the_command_line_alone(tiny_v2, published, tmp_path):
+    """convert (CLI) → eval (CLI) on an MSR-VTT-layout folder: no user code between a released file and
+    its zero-shot retrieval numbers."""
+    import json
+
+    from tvts.cli import main
+    from tvts.data.synthetic import make_synthetic
+
+    state = published.to_tvtsv2(_source_v2(tiny_v2).state_dict(), with_head=False)
+    _released(tmp_path / "TVTSv2_ViT_tiny.pth", state)
+    (tmp_path / "tiny_v2.yaml").write_text(yaml.safe_dump(to_dict(tiny_v2())))
+    assert main(["convert", "--from", "tvtsv2", "--config", str(tmp_path / "tiny_v2.yaml"),
+                 str(tmp_path / "TVTSv2_ViT_tiny.pth"), str(tmp_path / "model")]) == 0
+    held = make_synthetic(tmp_path / "shapes", num_train=0, num_val=0, num_heldout=16, workers=1, progress=False)["heldout_root"]
+    assert main(["eval", "retrieval", "--dataset", "msrvtt", "--model", str(tmp_path / "model"), "--data", held,
+                 "--out", str(tmp_path / "report.json"), "--workers", "0", "--no-progress"]) == 0
+    r = json.loads((tmp_path / "report.json").read_text())["results"]["msrvtt-1ka/zs-retrieval"]
+    assert r["num_videos"] == 8 and r["num_failed"] == 0 and 1 <= r["t2v_MedR"] <= 8

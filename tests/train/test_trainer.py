@@ -12,7 +12,8 @@ from tvts.testing import make_tiny_bert, tiny_model_config
 from tvts.train import checkpoint as ckpt_mod
 from tvts.train import trainer as trainer_mod
 from tvts.train.checkpoint import latest_checkpoint, load_trainer_state
-from tvts.train.trainer import ResumableSampler, pretrain
+from tvts.train.streams import ResumableSampler, is_caption_step
+from tvts.train.trainer import pretrain
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +129,102 @@ def test_training_reads_manifests_and_caption_records_train_contrastive_only(ass
     assert all("loss_sort" in r and "loss_contrastive" in r for r in rows)
 
     # The same videos as captions: one text per video, so only the contrastive loss applies.
-    captions = tmp_path / "captions.jsonl"
-    lines = [_json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
-    # (same folder as train.jsonl, so the relative video paths stay valid)
-    captions.write_text("".join(_json.dumps({"video": r["video"], "caption": " ".join(w for w, _ in r["words"][:6])}) + "\n"
-                                for r in lines))
+    captions = _caption_manifest(assets, tmp_path)
     cfg = _recipe(assets, tmp_path / "from_captions", steps=2)
     cfg.data.manifest = str(captions)
     rows = [_json.loads(x) for x in (pretrain(cfg) / "metrics.jsonl").read_text().splitlines()]
     assert rows and all("loss_contrastive" in r and "loss_sort" not in r for r in rows)
+
+
+def test_caption_steps_are_spread_evenly():
+    steps = [s for s in range(12) if is_caption_step(s, 0.5)]
+    assert steps == [1, 3, 5, 7, 9, 11]
+    assert sum(is_caption_step(s, 0.25) for s in range(100)) == 25
+    assert not any(is_caption_step(s, 0.0) for s in range(100))
+
+
+def _caption_manifest(assets, tmp_path):
+    import json as _json
+
+    from tvts.data.manifest import manifest_from_yt
+
+    yt = assets["data"] / "yttemporal"
+    manifest_from_yt(yt, yt / "meta_data" / "yttemporal_train.csv", tmp_path / "train.jsonl")
+    lines = [_json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    path = tmp_path / "captions.jsonl"  # same folder as train.jsonl, so the relative video paths stay valid
+    path.write_text("".join(_json.dumps({"video": r["video"], "caption": " ".join(w for w, _ in r["words"][:6])}) + "\n"
+                            for r in lines))
+    return path
+
+
+def test_mixed_corpora_alternate_and_resume_exactly(assets, tmp_path, monkeypatch):
+    """Transcript and caption batches alternate (caption steps train the contrastive loss only), and a
+    mixed run killed after a checkpoint resumes to the weights of an uninterrupted one."""
+    pretrain(_recipe(assets, tmp_path / "warm", steps=1))  # builds the tiny synthetic dataset
+    captions = _caption_manifest(assets, tmp_path)
+
+    def recipe(out):
+        cfg = _recipe(assets, out, steps=6)
+        cfg.data.caption_manifest, cfg.data.caption_ratio = str(captions), 0.5
+        validate_recipe(cfg)
+        return cfg
+
+    straight = pretrain(recipe(tmp_path / "straight"))
+    rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert ["loss_sort" in r for r in rows] == [True, False] * 3
+
+    real_save = ckpt_mod.save_checkpoint
+
+    def save_then_die(out_dir, step, model, state, keep=2):
+        path = real_save(out_dir, step, model, state, keep)
+        if step == 4:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(recipe(tmp_path / "resumed"))
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    state = load_trainer_state(latest_checkpoint(tmp_path / "resumed"))
+    assert state["data_position"]["main"]["batch"] == 2 and state["data_position"]["captions"]["batch"] == 2
+    resumed = pretrain(recipe(tmp_path / "resumed"), resume=True)
+    a, b = _weights(straight), _weights(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_training_streams_shards_and_resumes_exactly(assets, tmp_path, monkeypatch):
+    from tvts.data.manifest import manifest_from_yt
+    from tvts.data.shards import write_shards
+
+    pretrain(_recipe(assets, tmp_path / "warm", steps=1))  # builds the tiny synthetic dataset
+    yt = assets["data"] / "yttemporal"
+    manifest_from_yt(yt, yt / "meta_data" / "yttemporal_train.csv", tmp_path / "train.jsonl")
+    write_shards(tmp_path / "train.jsonl", tmp_path / "shards", samples_per_shard=4, progress=False)
+
+    def recipe(out):
+        cfg = _recipe(assets, out, steps=4)
+        cfg.data.shards, cfg.data.shuffle_buffer = str(tmp_path / "shards"), 4
+        validate_recipe(cfg)
+        return cfg
+
+    straight = pretrain(recipe(tmp_path / "straight"))
+    rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all("loss_sort" in r and r["bad"] == {} for r in rows)
+
+    real_save = ckpt_mod.save_checkpoint
+
+    def save_then_die(out_dir, step, model, state, keep=2):
+        path = real_save(out_dir, step, model, state, keep)
+        if step == 2:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(recipe(tmp_path / "resumed"))
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    resumed = pretrain(recipe(tmp_path / "resumed"), resume=True)
+    a, b = _weights(straight), _weights(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -35,12 +35,12 @@ def _labelled_rows(feats, ds: LabelledSet, ucf_to_id: dict[str, str]) -> tuple[t
 
 def heldout_protocols(enc, heldout: Path, figures_dir: Path | None = None) -> dict:
     """Every held-out-clip protocol from one encoding of the clips; returns the ``retrieval``,
-    ``recognition``, ``linear_probe``, ``knn`` and ``v2v`` parts of ``results.json``."""
+    ``recognition``, ``linear_probe``, ``knn``, ``multiple_choice`` and ``v2v`` parts of ``results.json``."""
     from tvts.data.synthetic import CAPTIONS
     from tvts.eval.figures import confusion_matrix_png
     from tvts.eval.metrics import v2v_retrieval_metrics
     from tvts.eval.protocols import (class_embeddings, classification_result, frozen_feature_protocols,
-                                     retrieval_from_features)
+                                     multiple_choice, retrieval_from_features)
 
     meta = json.loads((heldout / "msrvtt" / "MSRVTT_data.json").read_text())["videos"]
     ids = [v["video_id"] for v in meta]
@@ -65,6 +65,16 @@ def heldout_protocols(enc, heldout: Path, figures_dir: Path | None = None) -> di
     frozen = frozen_feature_protocols((xtr, ytr), (xte, yte), c, protocols=("linear-probe", "knn"))
     for key, name in (("linear_probe", "linear-probe"), ("knn", "knn")):
         results[key] = {**_public(frozen[name]), **data}
+    # SSV2-MC on the held-out test clips: each clip's first caption against one caption of a random clip of
+    # every other class (the same construction as SSV2-MC, with 7 negatives instead of 173).
+    first_caption = {}
+    for sentence in json.loads((heldout / "msrvtt" / "MSRVTT_data.json").read_text())["sentences"]:
+        first_caption.setdefault(sentence["video_id"], sentence["caption"])
+    mc_set = LabelledSet(test.name, test.video_ids, test.paths, test.labels, test.class_names,
+                         descriptions=[first_caption[ucf_to_id[v]] for v in test.video_ids])
+    mc_video, mc_keep = feats.rows([ucf_to_id[v] for v in test.video_ids])
+    results["multiple_choice"] = {**multiple_choice(enc, mc_set, mc_video, mc_keep, seed=0),
+                                  "dataset": f"{test.name} (held-out test clips, captions)"}
     # video-to-video retrieval trains nothing: every held-out clip (both halves) queries all the others
     results["v2v"] = {**v2v_retrieval_metrics(torch.cat([xtr, xte]), torch.cat([ytr, yte])),
                       "num_videos": len(ytr) + len(yte), "dataset": f"{test.name} (all held-out clips)"}

@@ -190,6 +190,12 @@ def ssv2_mc(enc: Encoder, ds: LabelledSet, seed: int = 0) -> dict:
     if not ds.descriptions:
         raise ConfigError(f"{ds.name}: SSV2-MC needs per-video descriptions (SSV2 layout)")
     video, _, keep, failed = enc.labelled(ds)
+    return {**multiple_choice(enc, ds, video, keep, seed), **_failures(failed)}
+
+
+def multiple_choice(enc: Encoder, ds: LabelledSet, video: torch.Tensor, keep: list[int], seed: int = 0) -> dict:
+    """SSV2-MC scores from already encoded videos: ``video`` ``[n, D]`` (normalised) are the videos
+    ``keep`` (indices into ``ds``) in that order."""
     options, answers = ssv2_mc_candidates(ds, seed)
     unique = sorted(set(ds.descriptions))
     text = enc.texts(unique)  # each description is encoded once
@@ -197,7 +203,7 @@ def ssv2_mc(enc: Encoder, ds: LabelledSet, seed: int = 0) -> dict:
     logits = torch.stack([text[[row[o] for o in options[j]]] @ video[n] for n, j in enumerate(keep)])
     labels = torch.tensor([answers[j] for j in keep])
     return {**topk_accuracy(logits, labels), "num_videos": len(keep), "num_candidates": logits.shape[1],
-            "chance_top1": 100.0 / logits.shape[1], "seed": seed, **_failures(failed)}
+            "chance_top1": 100.0 / logits.shape[1], "seed": seed}
 
 
 # ---------------------------------------------------------------------------------------- frozen features

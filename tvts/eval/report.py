@@ -39,7 +39,7 @@ def results_table(results: dict) -> str:
 
 
 def _heldout_lines(results: dict) -> list[str]:
-    """Zero-shot recognition, linear probe, kNN and v2v retrieval on the held-out clips."""
+    """Zero-shot recognition, linear probe, kNN, multiple choice and v2v retrieval on the held-out clips."""
     rows = [(label, results[key]) for key, label in (("recognition", "zero-shot prompts"), ("linear_probe", "linear probe"),
                                                      ("knn", f"kNN (k={results.get('knn', {}).get('k')})")) if key in results]
     lines = []
@@ -48,6 +48,10 @@ def _heldout_lines(results: dict) -> list[str]:
                   f"  {'method':<20}{'top-1':>8}{'top-5':>8}",
                   *(f"  {label:<20}{r['top1']:>8.1f}{r['top5']:>8.1f}" for label, r in rows),
                   f"  {'chance':<20}{rows[0][1]['chance_top1']:>8.1f}"]
+    mc = results.get("multiple_choice")
+    if mc:
+        lines += [f"Multiple choice (SSV2-MC style): the true caption among {mc['num_candidates']} for {mc['num_videos']} clips",
+                  f"  top-1 {mc['top1']:.1f}   chance {mc['chance_top1']:.1f}"]
     v = results.get("v2v")
     if v:
         lines += [f"Video-to-video retrieval by class: {v['num_queries']} held-out clips query all the others",

@@ -19,11 +19,11 @@ import torch.distributed as dist
 import yaml
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler
 
 from tvts.config import RecipeConfig, to_dict
 from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
 from tvts.data.manifest import ManifestDataset, collate_manifest
+from tvts.data.shards import ShardDataset
 from tvts.data.transforms import VideoTransform
 from tvts.models import build_model
 from tvts.models.convert import init_video_from_mae
@@ -33,33 +33,10 @@ from tvts.train.checkpoint import latest_checkpoint, load_trainer_state, save_ch
 from tvts.train.distributed import DistInfo, all_reduce_sum, init_distributed
 from tvts.train.metrics_log import MetricsLog
 from tvts.train.optim import build_optimizer, build_scheduler
+from tvts.train.streams import BatchStream, is_caption_step
 
 
 # ---------------------------------------------------------------------------------------- data
-class ResumableSampler(Sampler[int]):
-    """A seeded permutation per epoch, split across processes, that can start mid-epoch.
-
-    Process ``r`` of ``W`` takes every W-th index of the (padded) permutation, like
-    ``DistributedSampler``; ``start`` skips the first indices of this process's share on resume.
-    """
-
-    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.n, self.seed, self.rank, self.world = n, seed, rank, world_size
-        self.epoch, self.start = 0, 0
-
-    def set_position(self, epoch: int, start: int) -> None:
-        self.epoch, self.start = epoch, start
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.world)
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g).tolist()
-        perm += perm[: len(self) * self.world - self.n]
-        return iter(perm[self.rank :: self.world][self.start :])
-
-
 def mask_spec(cfg: RecipeConfig) -> MaskSpec:
     v = cfg.model.video
     return MaskSpec(
@@ -87,17 +64,38 @@ def data_paths(cfg: RecipeConfig) -> tuple[Path, Path, Path]:
     return root, train_list, val_list
 
 
+def _dataset_args(cfg: RecipeConfig, train: bool) -> dict:
+    v, d = cfg.model.video, cfg.data
+    return dict(num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
+                num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train),
+                mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
+                max_retries=d.max_retries, min_words=d.min_words)
+
+
 def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: bool) -> TranscriptVideoDataset:
     """The YT-Temporal-layout dataset of ``root`` + ``split_list`` or, when ``data.manifest`` is set and
     ``train``, the manifest's (transcript records: TVTS samples; caption records: contrastive only)."""
-    v, d = cfg.model.video, cfg.data
-    common = dict(num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
-                  num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train),
-                  mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
-                  max_retries=d.max_retries, min_words=d.min_words)
-    if d.manifest and train:
-        return ManifestDataset(d.manifest, timeout=d.decode_timeout, **common)
-    return TranscriptVideoDataset(root, split_list, **common)
+    if cfg.data.manifest and train:
+        return ManifestDataset(cfg.data.manifest, timeout=cfg.data.decode_timeout, **_dataset_args(cfg, train))
+    return TranscriptVideoDataset(root, split_list, **_dataset_args(cfg, train))
+
+
+def train_streams(cfg: RecipeConfig, root: Path, train_list: Path, info: DistInfo) -> dict[str, BatchStream]:
+    """``main``: the transcript corpus (YT-Temporal root, manifest, or shards); ``captions``: the caption
+    corpus when ``data.caption_ratio > 0``."""
+    d, t = cfg.data, cfg.train
+    common = dict(batch_size=t.batch_size, collate_fn=collate_manifest, workers=d.workers, seed=t.seed,
+                  rank=info.rank, world_size=info.world_size, pin_memory=info.device.type == "cuda")
+    if d.shards:
+        main = ShardDataset(d.shards, rank=info.rank, world_size=info.world_size, shuffle_buffer=d.shuffle_buffer,
+                            block_size=t.batch_size, timeout=d.decode_timeout, **_dataset_args(cfg, True))
+    else:
+        main = transcript_dataset(cfg, root, train_list, train=True)
+    streams = {"main": BatchStream(main, **common)}
+    if d.caption_ratio > 0:
+        captions = ManifestDataset(d.caption_manifest, timeout=d.decode_timeout, **_dataset_args(cfg, True))
+        streams["captions"] = BatchStream(captions, **common)
+    return streams
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -151,18 +149,16 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
     ddp_model = model
     if info.world_size > 1:
         # Some parameters get no gradient when a loss is off or a batch has captions only (no sort).
-        unused = cfg.objective.contrastive_weight == 0 or cfg.objective.sort_weight == 0 or bool(cfg.data.manifest)
+        d = cfg.data
+        unused = (cfg.objective.contrastive_weight == 0 or cfg.objective.sort_weight == 0 or bool(d.manifest)
+                  or bool(d.shards) or d.caption_ratio > 0)
         ddp_model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                                             find_unused_parameters=unused)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = build_optimizer(model, t)
     sched = build_scheduler(opt, t)
 
-    dataset = transcript_dataset(cfg, root, train_list, train=True)
-    sampler = ResumableSampler(len(dataset), t.seed, info.rank, info.world_size)
-    steps_per_epoch = len(sampler) // t.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(dataset)} training videos cannot fill one batch of {t.batch_size} per process")
+    streams = train_streams(cfg, root, train_list, info)
 
     step, bad, seen, elapsed_before = 0, {}, 0, 0.0
     ckpt = latest_checkpoint(out) if resume else None
@@ -175,9 +171,12 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
         sched.load_state_dict(state["scheduler"])
         step, seen, elapsed_before = int(state["step"]), int(state["seen"]), float(state["elapsed"])
         bad = {k: int(v) for k, v in state["bad"].items()}
-        if state["data_position"]["steps_per_epoch"] != steps_per_epoch:
-            raise ValueError(f"{ckpt} was written with {state['data_position']['steps_per_epoch']} steps per epoch, "
-                             f"this run has {steps_per_epoch}: the dataset, batch size or process count changed")
+        for name, stream in streams.items():
+            pos = state["data_position"][name]
+            if pos["samples"] != len(stream.dataset) or pos["batch_size"] != t.batch_size or pos["world_size"] != info.world_size:
+                raise ValueError(f"{ckpt} was written for {pos} ({name} stream); this run has {len(stream.dataset)} samples, "
+                                 f"batch {t.batch_size}, {info.world_size} processes: it cannot resume exactly")
+            stream.seek(pos["epoch"], pos["batch"])
         reseed(t.seed, info.rank, step)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -186,12 +185,11 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
 
     def checkpoint_now() -> None:
         if info.is_main:
-            # The data position is a function of the step (epoch, offset = divmod(step, steps_per_epoch));
-            # it is stored for the reader, and checked on resume.
+            # Where each stream stands (epoch, batches taken in it), and what it was measured against.
+            position = {name: {"epoch": st.position[0], "batch": st.position[1], "samples": len(st.dataset),
+                               "batch_size": t.batch_size, "world_size": info.world_size} for name, st in streams.items()}
             state = {"step": step, "seen": seen, "elapsed": elapsed_before + time.time() - t0, "bad": bad,
-                     "data_position": {"epoch": step // steps_per_epoch, "offset": step % steps_per_epoch,
-                                       "steps_per_epoch": steps_per_epoch},
-                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+                     "data_position": position, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
             save_checkpoint(out, step, model, state)
         if info.world_size > 1:
             dist.barrier()
@@ -203,60 +201,51 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
 
         bar = tqdm(total=t.steps, initial=step, desc="pretrain", dynamic_ncols=True)
     t0 = time.time()
-    window, window_steps, window_t, window_clips = {}, 0, time.time(), 0
+    window, window_t, window_clips = {}, time.time(), 0
     time_limit = t.time_limit_minutes * 60 if t.time_limit_minutes > 0 else math.inf
     while step < t.steps:
-        epoch, offset = divmod(step, steps_per_epoch)
-        dataset.set_epoch(epoch)
-        sampler.set_position(epoch, offset * t.batch_size)
-        # Its own generator, so creating the loader draws nothing from the global RNG (which dropout
-        # uses): a resumed run then draws the same numbers as an uninterrupted one.
-        loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, num_workers=cfg.data.workers,
-                            collate_fn=collate_manifest, drop_last=True, pin_memory=info.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(t.seed + epoch))
-        for batch in loader:
-            batch = to_device(batch, info.device)
-            with autocast_context(t.precision, info.device):
-                losses, metrics = objective(ddp_model, batch)
-            loss = sum(losses.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip) if t.grad_clip > 0 else torch.tensor(0.0)
-            opt.step()
-            sched.step()
-            step += 1
-            window_clips += len(batch["texts"]) * info.world_size
-            window_steps += 1
-            # Sums over the logging window (tensors, so a GPU is not synchronised every step).
-            for k, v in {"loss": loss, **{f"loss_{n}": x for n, x in losses.items()}, **metrics, "grad_norm": grad_norm}.items():
-                window[k] = window.get(k, 0.0) + v.detach().float()
-            skipped = all_reduce_sum(batch["skipped"], info.device)
-            for k, v in skipped.items():
-                bad[k] = bad.get(k, 0) + int(v)
-            seen += len(batch["texts"]) * info.world_size
-            n_bad = sum(bad.values())
-            if seen >= 100 and n_bad / (n_bad + seen) > cfg.data.max_bad_fraction:
-                raise RuntimeError(f"{n_bad} bad samples against {seen} good ones (> data.max_bad_fraction="
-                                   f"{cfg.data.max_bad_fraction}); by reason: {bad}; last bad files: {batch['bad_paths'][:5]}")
-            out_of_time = time.time() - t0 > time_limit
-            if step % t.log_every == 0 or step == t.steps or out_of_time:
-                # Loss terms and metrics are means over the steps since the last row.
-                row = {"step": step, "epoch": epoch, "lr": sched.get_last_lr()[0],
-                       **{k: v.item() / window_steps for k, v in window.items()},
-                       "clips_per_s": window_clips / max(1e-9, time.time() - window_t),
-                       "bad": dict(bad), "elapsed": elapsed_before + time.time() - t0}
-                log.write(row)
-                window, window_steps, window_t, window_clips = {}, 0, time.time(), 0
-                if bar is not None:
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", sort_acc=f"{row.get('sort_segment_acc', float('nan')):.2f}",
-                                    clips_s=f"{row['clips_per_s']:.1f}", bad=n_bad)
+        stream = streams["captions"] if is_caption_step(step, cfg.data.caption_ratio) else streams["main"]
+        batch = to_device(stream.next(), info.device)
+        with autocast_context(t.precision, info.device):
+            losses, metrics = objective(ddp_model, batch)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip) if t.grad_clip > 0 else torch.tensor(0.0)
+        opt.step()
+        sched.step()
+        step += 1
+        clips = len(batch["texts"]) * info.world_size
+        window_clips += clips
+        seen += clips
+        # Sums over the logging window (tensors, so a GPU is not synchronised every step); a caption step
+        # has no sort terms, so each key keeps its own count.
+        for k, v in {"loss": loss, **{f"loss_{n}": x for n, x in losses.items()}, **metrics, "grad_norm": grad_norm}.items():
+            total, count = window.get(k, (0.0, 0))
+            window[k] = (total + v.detach().float(), count + 1)
+        for k, v in all_reduce_sum(batch["skipped"], info.device).items():
+            bad[k] = bad.get(k, 0) + int(v)
+        n_bad = sum(bad.values())
+        if seen >= 100 and n_bad / (n_bad + seen) > cfg.data.max_bad_fraction:
+            raise RuntimeError(f"{n_bad} bad samples against {seen} good ones (> data.max_bad_fraction="
+                               f"{cfg.data.max_bad_fraction}); by reason: {bad}; last bad files: {batch['bad_paths'][:5]}")
+        out_of_time = time.time() - t0 > time_limit
+        if step % t.log_every == 0 or step == t.steps or out_of_time:
+            # Loss terms and metrics are means over the steps since the last row.
+            row = {"step": step, "epoch": streams["main"].position[0], "lr": sched.get_last_lr()[0],
+                   **{k: total.item() / count for k, (total, count) in window.items()},
+                   "clips_per_s": window_clips / max(1e-9, time.time() - window_t),
+                   "bad": dict(bad), "elapsed": elapsed_before + time.time() - t0}
+            log.write(row)
+            window, window_t, window_clips = {}, time.time(), 0
             if bar is not None:
-                bar.update(1)
-            if step % t.ckpt_every == 0 or step == t.steps or out_of_time:
-                checkpoint_now()
-            if step >= t.steps or out_of_time:
-                break
-        if time.time() - t0 > time_limit:
+                bar.set_postfix(loss=f"{row['loss']:.3f}", sort_acc=f"{row.get('sort_segment_acc', float('nan')):.2f}",
+                                clips_s=f"{row['clips_per_s']:.1f}", bad=n_bad)
+        if bar is not None:
+            bar.update(1)
+        if step % t.ckpt_every == 0 or step == t.steps or out_of_time:
+            checkpoint_now()
+        if out_of_time:
             if info.is_main:
                 print(f"[tvts] time limit of {t.time_limit_minutes} min reached at step {step}")
             break
