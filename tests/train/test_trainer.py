@@ -38,6 +38,32 @@ def _weights(run):
     return load_file(str(run / "model" / "model.safetensors"))
 
 
+def _kill_then_resume(monkeypatch, recipe, out, kill_step):
+    """Run ``recipe(out)``, killed right after the checkpoint of ``kill_step``; then resume it to the end.
+    Returns (the trainer state of that checkpoint, the resumed run folder)."""
+    real_save = ckpt_mod.save_checkpoint
+
+    def save_then_die(out_dir, step, model, state, keep=2):
+        path = real_save(out_dir, step, model, state, keep)
+        if step == kill_step:
+            raise KeyboardInterrupt(f"killed right after the step-{kill_step} checkpoint")
+        return path
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(recipe(out))
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    state = load_trainer_state(latest_checkpoint(out))
+    return state, pretrain(recipe(out), resume=True)
+
+
+def _assert_same_weights(run_a, run_b):
+    a, b = _weights(run_a), _weights(run_b)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_pretraining_writes_a_run_and_changes_the_weights(assets, tmp_path):
     run = pretrain(_recipe(assets, tmp_path / "run", steps=3))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -57,25 +83,9 @@ def test_pretraining_writes_a_run_and_changes_the_weights(assets, tmp_path):
 def test_killed_run_resumes_to_the_same_weights(assets, tmp_path, monkeypatch):
     straight = pretrain(_recipe(assets, tmp_path / "straight", steps=6))
 
-    real_save = ckpt_mod.save_checkpoint
-
-    def save_then_die(out_dir, step, model, state, keep=2):
-        path = real_save(out_dir, step, model, state, keep)
-        if step == 2:
-            raise KeyboardInterrupt("killed right after the step-2 checkpoint")
-        return path
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(_recipe(assets, tmp_path / "resumed", steps=6))
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
-    assert load_trainer_state(latest_checkpoint(tmp_path / "resumed"))["step"] == 2
-    resumed = pretrain(_recipe(assets, tmp_path / "resumed", steps=6), resume=True)
-
-    a, b = _weights(straight), _weights(resumed)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    state, resumed = _kill_then_resume(monkeypatch, lambda out: _recipe(assets, out, steps=6), tmp_path / "resumed", 2)
+    assert state["step"] == 2
+    _assert_same_weights(straight, resumed)
     steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]  # the log reads as one run
 
@@ -173,24 +183,9 @@ def test_mixed_corpora_alternate_and_resume_exactly(assets, tmp_path, monkeypatc
     rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     assert ["loss_sort" in r for r in rows] == [True, False] * 3
 
-    real_save = ckpt_mod.save_checkpoint
-
-    def save_then_die(out_dir, step, model, state, keep=2):
-        path = real_save(out_dir, step, model, state, keep)
-        if step == 4:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(recipe(tmp_path / "resumed"))
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
-    state = load_trainer_state(latest_checkpoint(tmp_path / "resumed"))
+    state, resumed = _kill_then_resume(monkeypatch, recipe, tmp_path / "resumed", 4)
     assert state["data_position"]["main"]["batch"] == 2 and state["data_position"]["captions"]["batch"] == 2
-    resumed = pretrain(recipe(tmp_path / "resumed"), resume=True)
-    a, b = _weights(straight), _weights(resumed)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    _assert_same_weights(straight, resumed)
 
 
 def test_training_streams_shards_and_resumes_exactly(assets, tmp_path, monkeypatch):
@@ -212,19 +207,5 @@ def test_training_streams_shards_and_resumes_exactly(assets, tmp_path, monkeypat
     rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all("loss_sort" in r and r["bad"] == {} for r in rows)
 
-    real_save = ckpt_mod.save_checkpoint
-
-    def save_then_die(out_dir, step, model, state, keep=2):
-        path = real_save(out_dir, step, model, state, keep)
-        if step == 2:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(recipe(tmp_path / "resumed"))
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
-    resumed = pretrain(recipe(tmp_path / "resumed"), resume=True)
-    a, b = _weights(straight), _weights(resumed)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    _, resumed = _kill_then_resume(monkeypatch, recipe, tmp_path / "resumed", 2)
+    _assert_same_weights(straight, resumed)
