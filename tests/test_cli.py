@@ -37,7 +37,7 @@ def test_main_job_writes_checkpoint_metrics_results_and_plot(tiny_recipe, tmp_pa
         assert 0.0 <= s[part]["segment_acc"] <= 1.0 and 0.0 <= s[part]["order_acc"] <= 1.0
     r = results["retrieval"]
     assert r["num_queries"] == r["num_videos"] == 8
-    assert 1 <= r["t2v_MedR"] <= 8 and r["t2v_R@10"] == 100.0  # only 8 candidates
+    assert r["t2v_MedR"] >= 1 and r["t2v_MedR"] <= 8 and r["t2v_R@10"] == 100.0  # only 8 candidates
     assert results["train"]["steps"] == 3
     assert set(results["timing"]) == {"data_s", "pretrain_s", "eval_s", "total_s"}
     assert (run / "training_curves.png").stat().st_size > 1000

@@ -32,7 +32,7 @@ def test_retrieval(eval_data, tiny_model_dir, tmp_path, dataset, name, queries):
     assert set(res) == {f"{name}/zs-retrieval", f"{name}/zs-retrieval-dsl"}
     r = res[f"{name}/zs-retrieval"]
     assert r["num_queries"] == queries and r["num_videos"] == 8 and r["t2v_R@10"] == 100.0 and r["num_failed"] == 0
-    assert 1 <= r["t2v_MedR"] <= 8 and 1 <= r["v2t_MeanR"] <= 8
+    assert r["t2v_MedR"] >= 1 and r["t2v_MedR"] <= 8 and r["v2t_MeanR"] >= 1 and r["v2t_MeanR"] <= 8
     with open(r["figure"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
