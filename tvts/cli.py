@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,8 @@ def cmd_pretrain(args) -> int:
     from tvts.train.trainer import pretrain
 
     run = pretrain(_load(args), resume=args.resume)
-    print(f"[tvts] model saved to {run / 'model'}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"[tvts] model saved to {run / 'model'}")
     return 0
 
 
