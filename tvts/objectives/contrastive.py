@@ -1,7 +1,7 @@
 """Video-text InfoNCE with negatives from every process (TVTS Eq. 3).
 
 In a distributed run each process gathers the embeddings of all processes *with gradients*
-(``all_gather_tensor_autograd``, whose backward sums the gradients of every process's copy) and scores its own rows against the global batch. Averaging the gradients across
+(``all_gather_single_autograd``, whose backward sums the gradients of every process's copy) and scores its own rows against the global batch. Averaging the gradients across
 processes (DDP) then gives exactly the gradient of the single-process loss on the global batch.
 """
 
@@ -16,9 +16,9 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """``[b, D]`` on each of W processes → (``[W*b, D]``, offset of this process's rows)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x, 0
-    from torch.distributed._functional_collectives import all_gather_tensor_autograd
+    from torch.distributed._functional_collectives import all_gather_single_autograd
 
-    return all_gather_tensor_autograd(x, gather_dim=0, group=dist.group.WORLD), dist.get_rank() * x.shape[0]
+    return all_gather_single_autograd(x, gather_dim=0, group=dist.group.WORLD), dist.get_rank() * x.shape[0]
 
 
 def info_nce(video: torch.Tensor, text: torch.Tensor, temperature: float = 0.05) -> dict[str, torch.Tensor]:
