@@ -10,10 +10,11 @@ ARGS   ?=
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,clip,shards,asr]"
-	@# espeak-ng (Debian) speaks the test sentence of the transcription test; optional (the test skips without it).
-	-@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  apt-get update -qq >/dev/null && apt-get install -y -qq espeak-ng >/dev/null; } || echo "espeak-ng not installed: the transcription test will be skipped"
+	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,clip,shards,asr,torchcodec]"
+	@# Debian packages, optional (their tests skip without them): espeak-ng speaks the test sentence of the
+	@# transcription test; ffmpeg brings the shared libraries the torchcodec backend loads.
+	-@{ command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null; } || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq >/dev/null && apt-get install -y -qq espeak-ng ffmpeg >/dev/null; } || echo "espeak-ng/ffmpeg not installed: their tests will be skipped"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""Clips/s of the training data path in one process (= one DataLoader worker), PyAV backend.
+"""Clips/s of the training data path in one process (= one DataLoader worker), PyAV and torchcodec backends.
 
 The full path of :class:`tvts.data.datasets.TranscriptVideoDataset` at the paper's setting (K = 4 segments
 of 4 s with 1 s gaps, M frames by TSN over the 19 s span, train transform to 224x224, 75 % random mask over
@@ -8,8 +8,8 @@ times the tvts path on the same videos re-encoded as ``tvts data shard --short-s
 (:func:`tvts.data.shards.reencode`: 256p, 8 fps, a keyframe every second).
 
 Sources are generated at run time with PyAV into a temporary folder: H.264 at 224p and 360p, 25 fps, a
-keyframe every 2 s (as is common for web video), 60 s each. torchcodec is not installed here, so only the
-PyAV backend is measured.
+keyframe every 2 s (as is common for web video), 60 s each. The tvts path is timed with both decoding
+backends (torchcodec when it is installed with FFmpeg's shared libraries; its row is skipped otherwise).
 
     python benchmarks/data_throughput.py [--frames 16] [--videos 4] [--clips 24] [--baseline-clips 4]
 """
@@ -35,6 +35,14 @@ from tvts.data.transforms import VideoTransform
 
 FPS, SECONDS, GOP_SECONDS = 25, 60, 2
 K, L, GAP = 4, 4.0, 1.0
+
+
+def torchcodec_available() -> bool:
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads FFmpeg's shared libraries)
+    except Exception:  # ImportError, or the libraries' own load error
+        return False
+    return True
 
 
 def make_video(path: str, width: int, height: int) -> None:
@@ -115,6 +123,11 @@ def main() -> None:
         mask = MaskSpec("random", num_slots=args.frames // 2, num_patches=196, ratio=0.75)
         ds = TranscriptVideoDataset(root, names, K, L, GAP, args.frames, transform, mask, seed=0, decode_threads=1)
         sampled = clips_per_second(ds, args.clips)
+        torchcodec = None
+        if torchcodec_available():
+            ds = TranscriptVideoDataset(root, names, K, L, GAP, args.frames, transform, mask, seed=0, decode_threads=1,
+                                        decode_backend="torchcodec")
+            torchcodec = clips_per_second(ds, args.clips)
         t0 = time.perf_counter()
         for i in range(args.baseline_clips):
             baseline_clip(root, names[i % len(names)], i % len(names), args.frames, transform, mask)
@@ -125,12 +138,18 @@ def main() -> None:
         print(f"re-encoded them to 256p, 8 fps in {time.perf_counter() - t0:.1f} s")
         ds = TranscriptVideoDataset(small, names, K, L, GAP, args.frames, transform, mask, seed=0, decode_threads=1)
         reencoded = clips_per_second(ds, args.clips)
-    print(f"\nPyAV backend (torchcodec: not installed), 1 process, decoder threads 1, M = {args.frames}")
-    print(f"{'path':<44}{'clips/s':>10}")
-    print(f"{'seek + decode the M sampled frames (tvts)':<44}{sampled:>10.2f}")
-    print(f"{'decode the whole video, pick M (baseline)':<44}{full:>10.2f}")
-    print(f"{'tvts path on 256p / 8 fps re-encoded copies':<44}{reencoded:>10.2f}")
-    print(f"ratio tvts / baseline: {sampled / full:.1f}x; re-encoded / baseline: {reencoded / full:.1f}x")
+    print(f"\n1 process, decoder threads 1, M = {args.frames}")
+    print(f"{'path':<52}{'clips/s':>10}")
+    print(f"{'seek + decode the M sampled frames (tvts, PyAV)':<52}{sampled:>10.2f}")
+    if torchcodec is not None:
+        print(f"{'seek + decode the M sampled frames (tvts, torchcodec)':<52}{torchcodec:>10.2f}")
+    else:
+        print(f"{'tvts, torchcodec':<52}{'not installed':>10}")
+    print(f"{'decode the whole video with PyAV, pick M (baseline)':<52}{full:>10.2f}")
+    print(f"{'tvts path (PyAV) on 256p / 8 fps re-encoded copies':<52}{reencoded:>10.2f}")
+    print(f"ratio tvts / baseline: PyAV {sampled / full:.1f}x"
+          + (f", torchcodec {torchcodec / full:.1f}x" if torchcodec is not None else "")
+          + f"; re-encoded / baseline: {reencoded / full:.1f}x")
 
 
 if __name__ == "__main__":

@@ -147,6 +147,7 @@ class DataConfig:
     caption_manifest: str = ""  # a second corpus of captioned videos (WebVid-style), contrastive loss only
     caption_ratio: float = 0.0  # fraction of the steps that train on a caption batch (0.5 alternates, TVTSv2)
     decode_timeout: float = 0.0  # >0: seconds one sample may take before it is skipped as "timeout"
+    decode_backend: str = "pyav"  # pyav | torchcodec (needs the torchcodec extra and FFmpeg's libraries)
     segment_seconds: float = 4.0  # l
     gap: float = 1.0
     min_words: int = 1
@@ -374,4 +375,6 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(0.0 <= d.caption_ratio < 1.0, "caption_ratio must be in [0, 1)", "data.caption_ratio", source)
     _require(d.caption_ratio == 0 or bool(d.caption_manifest), "caption_ratio > 0 needs data.caption_manifest",
              "data.caption_manifest", source)
+    _require(d.decode_backend in ("pyav", "torchcodec"), f"unknown decode_backend '{d.decode_backend}'",
+             "data.decode_backend", source)
     _require(d.shuffle_buffer >= 0, "shuffle_buffer must be >= 0", "data.shuffle_buffer", source)

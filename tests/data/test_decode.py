@@ -121,3 +121,47 @@ def test_decode_frames_decodes_only_the_needed_range(indexed_video, monkeypatch)
     decode_frames(indexed_video, [2.26, 1.71])
     # starts at the keyframe at or before 1.71 (frame 15, t = 1.5), stops at the first frame after 2.26
     assert seen[0] == pytest.approx(1.5) and seen[-1] == pytest.approx(2.3)
+
+
+def _torchcodec_available() -> bool:
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads FFmpeg's shared libraries)
+    except Exception:  # ImportError, or the libraries' own load error
+        return False
+    return True
+
+
+torchcodec_only = pytest.mark.skipif(not _torchcodec_available(),
+                                     reason="torchcodec or FFmpeg's shared libraries are not installed")
+
+
+@torchcodec_only
+def test_torchcodec_backend_returns_the_same_frames(indexed_video, gray_code):
+    times = [2.95, 100.0, 0.73, -1.0, 1.3, 0.73, 3.0, 1.0, 0.0, 0.0999, 0.1]
+    a = decode_frames(indexed_video, times, backend="pyav")
+    b = decode_frames(indexed_video, times, backend="torchcodec", threads=1)
+    assert b.dtype == np.uint8 and b.shape == a.shape
+    np.testing.assert_array_equal(gray_code.index(b), _expected(times))
+    np.testing.assert_array_equal(b, a)
+
+
+@torchcodec_only
+def test_torchcodec_backend_names_bad_files_like_pyav(tmp_path, indexed_video):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    truncated = tmp_path / "cut.mp4"
+    data = open(indexed_video, "rb").read()
+    truncated.write_bytes(data[: len(data) // 3])
+    for bad in (text, truncated):
+        with pytest.raises(SampleError) as pyav_error:
+            decode_frames(bad, [0.5, 2.5], backend="pyav")
+        with pytest.raises(SampleError) as tc_error:
+            decode_frames(bad, [0.5, 2.5], backend="torchcodec")
+        assert tc_error.value.reason == pyav_error.value.reason and tc_error.value.path == str(bad)
+
+
+def test_unknown_backend_is_a_config_error(indexed_video):
+    from tvts.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown decoding backend"):
+        decode_frames(indexed_video, [0.0], backend="opencv")

@@ -192,6 +192,7 @@ class TranscriptVideoDataset(Dataset):
         segment_tries: int = 10,
         video_tolerance: float = 0.5,
         decode_threads: int | None = 1,
+        decode_backend: str = "pyav",
     ):
         if transform is None:
             raise ConfigError("TranscriptVideoDataset needs a transform", field="transform")
@@ -224,6 +225,7 @@ class TranscriptVideoDataset(Dataset):
         self.segment_tries = segment_tries
         self.video_tolerance = float(video_tolerance)
         self.decode_threads = decode_threads
+        self.decode_backend = decode_backend
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -258,7 +260,7 @@ class TranscriptVideoDataset(Dataset):
             raise SampleError(
                 "too_short", video_path, f"video is {info.duration:.3f} s but the segments end at {ek:.3f} s"
             )
-        frames = decode_frames(video_path, times, threads=self.decode_threads)
+        frames = decode_frames(video_path, times, threads=self.decode_threads, backend=self.decode_backend)
         x = self.transform(frames, rng)
         texts, order = shuffle_segments(segs.texts, rng if self.shuffle else None)
         sample = {
@@ -346,6 +348,7 @@ class ClipDataset(Dataset):
         *,
         on_error: str = "raise",
         decode_threads: int | None = 1,
+        decode_backend: str = "pyav",
     ):
         self.paths = [os.fspath(p) for p in paths]
         if ids is not None and len(ids) != len(self.paths):
@@ -361,6 +364,7 @@ class ClipDataset(Dataset):
         self.transform = transform
         self.on_error = on_error
         self.decode_threads = decode_threads
+        self.decode_backend = decode_backend
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -370,7 +374,7 @@ class ClipDataset(Dataset):
         try:
             info = probe(path)
             times = tsn_timestamps(0.0, info.duration, self.num_frames, None)
-            frames = self.transform(decode_frames(path, times, threads=self.decode_threads), None)
+            frames = self.transform(decode_frames(path, times, threads=self.decode_threads, backend=self.decode_backend), None)
         except SampleError as e:
             if self.on_error == "raise":
                 raise

@@ -1,4 +1,4 @@
-"""Video decoding with PyAV (FFmpeg): probe a file, decode the frames at given times.
+"""Video decoding (FFmpeg, through PyAV or torchcodec): probe a file, decode the frames at given times.
 
 Times are seconds from the start of the video stream (its ``start_time``), so t = 0 is the first frame.
 A frame "at" time t is the last frame whose presentation time is <= t (the frame on screen at t).
@@ -17,7 +17,9 @@ import numpy as np
 
 from tvts.errors import ConfigError, SampleError
 
-__all__ = ["VideoInfo", "probe", "decode_frames", "decode_all"]
+__all__ = ["VideoInfo", "probe", "decode_frames", "decode_all", "BACKENDS"]
+
+BACKENDS = ("pyav", "torchcodec")
 
 # A frame counts as "at or before t" if its time is <= t + _EPS (absorbs float rounding of pts * time_base).
 _EPS = 1e-6
@@ -95,7 +97,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def decode_frames(
-    path: str | os.PathLike, timestamps, *, threads: int | None = None
+    path: str | os.PathLike, timestamps, *, threads: int | None = None, backend: str = "pyav"
 ) -> np.ndarray:
     """Decode the frames shown at ``timestamps`` (seconds, ``[T]``, any order, repeats allowed).
 
@@ -103,7 +105,8 @@ def decode_frames(
     pts <= t is taken; a time before the first frame gives the first frame, a time past the end the last.
     Only what is needed is decoded: one backward seek to the keyframe at or before the earliest time, then
     forward decoding that stops once the latest time is passed. ``threads``: FFmpeg decoder threads
-    (None = FFmpeg's default; set 1 inside many DataLoader workers).
+    (None = FFmpeg's default; set 1 inside many DataLoader workers). ``backend``: ``"pyav"`` or
+    ``"torchcodec"`` (same frames, same errors; torchcodec needs FFmpeg's shared libraries installed).
     """
     path = os.fspath(path)
     ts = np.asarray(timestamps, dtype=np.float64)
@@ -111,6 +114,10 @@ def decode_frames(
         raise ConfigError(f"timestamps must be 1-D, got shape {ts.shape}")
     if not np.all(np.isfinite(ts)):
         raise ConfigError("timestamps must be finite")
+    if backend == "torchcodec":
+        return _decode_torchcodec(path, ts, threads)
+    if backend != "pyav":
+        raise ConfigError(f"unknown decoding backend {backend!r} (known: {', '.join(BACKENDS)})", field="decode_backend")
     with _open(path) as container:
         stream = _video_stream(container, path)
         if threads is not None:
@@ -139,6 +146,30 @@ def decode_frames(
             stream = _video_stream(container, path)
             out = _scan(container, stream, path, sorted_ts, order, check_seek=False)
     return out
+
+
+def _decode_torchcodec(path: str, ts: np.ndarray, threads: int | None) -> np.ndarray:
+    """:func:`decode_frames` through torchcodec's ``VideoDecoder.get_frames_played_at`` (the frame on
+    screen at each time, i.e. the last frame with pts <= t), times clamped into the stream."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except ImportError as e:  # the package, or FFmpeg's shared libraries it loads
+        raise ConfigError(f"the torchcodec backend is unavailable ({e}); pip install torchcodec and install "
+                          "FFmpeg's libraries (Debian: apt-get install ffmpeg)", field="decode_backend") from e
+    try:
+        decoder = VideoDecoder(path, num_ffmpeg_threads=int(threads or 0), dimension_order="NHWC")
+        meta = decoder.metadata
+        begin, end = float(meta.begin_stream_seconds), float(meta.end_stream_seconds)
+        if ts.size == 0:
+            return np.zeros((0, meta.height, meta.width, 3), dtype=np.uint8)
+        # torchcodec refuses times outside [begin, end): clamp, as the PyAV path does.
+        clamped = np.clip(ts + begin, begin, max(begin, end - 1e-3))
+        return decoder.get_frames_played_at(seconds=clamped.tolist()).data.numpy()
+    except SampleError:
+        raise
+    except Exception as e:  # torchcodec reports every failure as a generic error: let probe() name it
+        probe(path)
+        raise SampleError("decode", path, f"torchcodec: {str(e)[:200]}") from e
 
 
 def _frame_time(frame, start: int, time_base, prev_time: float | None, step: float) -> float:

@@ -380,7 +380,7 @@ class ManifestDataset(TranscriptVideoDataset):
         train_rng = rng if self.train else None
         info = probe(video)
         times = tsn_timestamps(0.0, info.duration, self.num_frames, train_rng)
-        frames = self.transform(decode_frames(video, times, threads=self.decode_threads), rng)
+        frames = self.transform(decode_frames(video, times, threads=self.decode_threads, backend=self.decode_backend), rng)
         sample = {
             "frames": frames,
             "texts": [r.texts[index]],
