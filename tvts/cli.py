@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 OVERRIDES_HELP = "config overrides as dotted key=value pairs, e.g. train.steps=100 model.video.depth=2"
 
