@@ -197,7 +197,6 @@ class TrainConfig:
 class EvalConfig:
     heldout_root: str = ""  # default: the synthetic dataset's heldout/ folder
     batch_size: int = 32
-    max_videos: int = 0  # 0: all
 
 
 @dataclass

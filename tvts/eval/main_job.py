@@ -17,12 +17,6 @@ HELDOUT_TEMPLATE = "a shape {}"
 (:data:`tvts.data.synthetic.CAPTIONS`, e.g. ``MoveLeft`` → "a shape moves left")."""
 
 
-def _eval_device(name: str):
-    from tvts.train.distributed import pick_device
-
-    return pick_device(name)
-
-
 def _public(result: dict) -> dict:
     """The JSON part of a protocol result (keys starting with ``_`` hold tensors for figures)."""
     return {k: v for k, v in result.items() if not k.startswith("_")}
@@ -93,9 +87,10 @@ def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
     from tvts.data.transforms import VideoTransform
     from tvts.eval.protocols import Encoder, sort_accuracy
     from tvts.models import load_model
+    from tvts.train.distributed import pick_device
     from tvts.train.trainer import data_paths, transcript_dataset
 
-    device = _eval_device(cfg.train.device)
+    device = pick_device(cfg.train.device)
     model_dir = Path(model_dir)
     model = load_model(model_dir).to(device).eval()
     root, _, val_list = data_paths(cfg)

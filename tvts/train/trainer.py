@@ -129,11 +129,11 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
 
     # Data first: building the embedded dataset (rank 0) must finish before any process reads it.
     if info.is_main:
-        root, train_list, val_list = data_paths(cfg)
+        root, train_list, _ = data_paths(cfg)
     if info.world_size > 1:
         dist.barrier()
     if not info.is_main:
-        root, train_list, val_list = data_paths(replace(cfg, train=replace(t, progress=False)))
+        root, train_list, _ = data_paths(replace(cfg, train=replace(t, progress=False)))
 
     model = build_model(cfg.model)
     if t.init_from:
