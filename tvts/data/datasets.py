@@ -160,6 +160,8 @@ class TranscriptVideoDataset(Dataset):
 
     - ``frames``: float32 ``[M, 3, size, size]`` (M = ``num_frames``), TSN over [S_1, E_K];
     - ``texts``: K shuffled segment texts; ``order``: LongTensor ``[K]``, ``texts[i]`` is segment ``order[i]``;
+    - ``caption``: one text for the whole clip (:meth:`Transcript.caption`: the timed event captions inside
+      it, else its transcript), for the caption-level objectives (CPD, S-ViLM);
     - ``keep``: LongTensor ``[num_slots, n_keep]`` kept patch indices (only when ``mask`` is given);
     - ``bounds``: float64 tensor ``[K, 2]`` (S_k, E_k) in seconds (temporal order); ``frame_times``: float64
       ``[M]``;
@@ -267,6 +269,7 @@ class TranscriptVideoDataset(Dataset):
             "frames": x,
             "texts": texts,
             "order": order,
+            "caption": transcript.caption(s1, ek, segs.texts),
             "bounds": torch.from_numpy(segs.bounds),
             "frame_times": torch.from_numpy(times),
             "video_id": video_id,
@@ -308,7 +311,7 @@ class TranscriptVideoDataset(Dataset):
 
 def collate(samples: list[dict]) -> dict:
     """Batch :class:`TranscriptVideoDataset` items: ``frames`` ``[B, M, 3, h, w]``, ``texts`` list of B lists
-    of K strings, ``order`` ``[B, K]``, ``keep`` ``[B, slots, n_keep]`` (if present), ``bounds`` ``[B, K, 2]``,
+    of K strings, ``captions`` list of B strings, ``order`` ``[B, K]``, ``keep`` ``[B, slots, n_keep]`` (if present), ``bounds`` ``[B, K, 2]``,
     ``frame_times`` ``[B, M]``, ``video_id`` list, ``index`` LongTensor ``[B]``, ``skipped`` summed over the
     batch, ``bad_paths`` concatenated."""
     if not samples:
@@ -319,6 +322,7 @@ def collate(samples: list[dict]) -> dict:
     batch = {
         "frames": torch.stack([s["frames"] for s in samples]),
         "texts": [list(s["texts"]) for s in samples],
+        "captions": [s["caption"] for s in samples],
         "order": torch.stack([s["order"] for s in samples]),
         "bounds": torch.stack([s["bounds"] for s in samples]),
         "frame_times": torch.stack([s["frame_times"] for s in samples]),

@@ -349,7 +349,7 @@ class ManifestDataset(TranscriptVideoDataset):
     A transcript record gives exactly the item of ``TranscriptVideoDataset`` (``frames`` float32
     ``[M, 3, size, size]``, ``texts`` K shuffled segments, ``order`` ``[K]``, ``bounds`` ``[K, 2]``,
     ``frame_times`` ``[M]``, ``keep``, ``video_id`` = the record id, ``index``, ``skipped``, ``bad_paths``).
-    A caption record gives ``frames`` (TSN over the whole video), ``texts`` = [caption], ``bounds``
+    A caption record gives ``frames`` (TSN over the whole video), ``texts`` = [caption], ``caption``, ``bounds``
     ``[1, 2]`` = (0, duration), ``frame_times``, ``keep``, ``video_id``, ``index`` and no ``order``.
     ``timeout`` > 0 bounds the seconds one record may take (see :func:`time_limit`; reason ``"timeout"``).
     """
@@ -384,6 +384,7 @@ class ManifestDataset(TranscriptVideoDataset):
         sample = {
             "frames": frames,
             "texts": [r.texts[index]],
+            "caption": r.texts[index],
             "bounds": torch.tensor([[0.0, info.duration]], dtype=torch.float64),
             "frame_times": torch.from_numpy(times),
             "video_id": r.ids[index],

@@ -43,13 +43,23 @@ class Transcript:
     """Words with their start times.
 
     ``words``: N cleaned words; ``times``: float64 ``[N]`` seconds, sorted ascending;
-    ``duration``: length of the video in seconds (> 0); ``path``: the annotation file, if any.
+    ``duration``: length of the video in seconds (> 0); ``path``: the annotation file, if any;
+    ``captions``: optional timed captions ``(start, end, text)`` of the video's events (the embedded dataset
+    has them), used by :meth:`caption`.
     """
 
     words: list[str]
     times: np.ndarray
     duration: float
     path: str | None = None
+    captions: list[tuple[float, float, str]] | None = None
+
+    def caption(self, start: float, end: float, segment_texts: list[str]) -> str:
+        """One caption for the clip ``[start, end]``: the timed captions of the events that lie mostly
+        inside it, in time order, joined by ", then "; without timed captions (or none inside), the
+        segment texts (in temporal order) joined by spaces, i.e. the clip's transcript."""
+        inside = [c for s, e, c in (self.captions or []) if min(e, end) - max(s, start) > 0.5 * (e - s)]
+        return ", then ".join(inside) if inside else " ".join(t for t in segment_texts if t)
 
     def __post_init__(self):
         self.times = np.asarray(self.times, dtype=np.float64).reshape(-1)
@@ -141,7 +151,23 @@ def load_yt_annotation(path: str | os.PathLike, max_words: int = 100_000) -> Tra
 
     t = np.asarray(times, dtype=np.float64)
     order = np.argsort(t, kind="stable")  # stable: words with equal times keep their spoken order
-    return Transcript(words=[words[j] for j in order], times=t[order], duration=float(duration), path=path)
+    return Transcript(words=[words[j] for j in order], times=t[order], duration=float(duration), path=path,
+                      captions=_timed_captions(doc.get("events"), path))
+
+
+def _timed_captions(events, path: str) -> list[tuple[float, float, str]] | None:
+    """The optional ``events`` list of an annotation: ``[{"start": s, "end": e, "caption": str}, ...]``."""
+    if events is None:
+        return None
+    if not isinstance(events, list):
+        raise SampleError("bad_annotation", path, "events is not a list")
+    out = []
+    for i, ev in enumerate(events):
+        if not isinstance(ev, dict) or not isinstance(ev.get("caption"), str) or not all(
+                _is_number(ev.get(k)) and math.isfinite(ev.get(k)) for k in ("start", "end")):
+            raise SampleError("bad_annotation", path, f"events[{i}] needs numbers start, end and a string caption")
+        out.append((float(ev["start"]), float(ev["end"]), ev["caption"].strip()))
+    return sorted(out)
 
 
 def _check_segment_args(num_segments, segment_seconds, gap) -> None:

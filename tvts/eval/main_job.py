@@ -95,9 +95,11 @@ def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
     model = load_model(model_dir).to(device).eval()
     root, _, val_list = data_paths(cfg)
     heldout = Path(cfg.eval.heldout_root) if cfg.eval.heldout_root else (Path(cfg.data.synthetic.out) / "heldout" if cfg.data.synthetic else None)
-    results = {"sort": sort_accuracy(model, transcript_dataset(cfg, root, val_list, train=False), cfg.eval.batch_size,
-                                     cfg.data.workers, device, progress)}
-    results["sort"]["dataset"] = str(val_list)
+    results = {}
+    if model.pred_model is not None:
+        results["sort"] = sort_accuracy(model, transcript_dataset(cfg, root, val_list, train=False), cfg.eval.batch_size,
+                                        cfg.data.workers, device, progress)
+        results["sort"]["dataset"] = str(val_list)
     if heldout is not None:
         v = cfg.model.video
         enc = Encoder(model, str(model_dir), v.num_frames, VideoTransform(v.img_size, cfg.data.resize_ratio, train=False),

@@ -32,7 +32,7 @@ class VideoTextModel(nn.Module):
     config: ModelConfig
     video_model: nn.Module
     text_model: nn.Module
-    pred_model: nn.Module
+    pred_model: nn.Module | None  # None: no sort head (sort_head.kind none)
 
     # ------------------------------------------------------------------ family-specific
     def video_embedding(self, video: VideoTokens) -> torch.Tensor:
@@ -67,6 +67,8 @@ class VideoTextModel(nn.Module):
         sends no gradient into the text encoder.
         """
         b, k = len(texts), len(texts[0])
+        if sort and self.pred_model is None:
+            raise ValueError("this model has no sort head (model.sort_head.kind: none)")
         video = self.video_model(frames, keep)
         feats = self.text_model([t for sample in texts for t in sample]).reshape(b, k, -1)  # [B, K, W_t]
         segment_embed = self.text_embedding(feats)

@@ -28,8 +28,10 @@ class SortTransformer(nn.Module):
     """
 
     def __init__(self, num_segments: int, width: int, depth: int, heads: int, mlp_ratio: float,
-                 video_width: int, text_width: int):
+                 video_width: int, text_width: int, output: str = "kway"):
         super().__init__()
+        if output != "kway":
+            raise NotImplementedError(f"sort output '{output}'")
         self.video_in = nn.Linear(video_width, width) if video_width != width else nn.Identity()
         self.text_in = nn.Linear(text_width, width) if text_width != width else nn.Identity()
         self.type_embed = nn.Parameter(torch.zeros(1, 2, width))
@@ -59,8 +61,10 @@ class PointerSortHead(nn.Module):
     """
 
     def __init__(self, num_segments: int, width: int, depth: int, heads: int, mlp_ratio: float,
-                 video_width: int, text_width: int):
+                 video_width: int, text_width: int, output: str = "kway"):
         super().__init__()
+        if output != "kway":
+            raise NotImplementedError(f"sort output '{output}'")
         self.k = num_segments
         self.video_in = nn.Linear(video_width, width)
         self.text_in = nn.Linear(text_width, width)

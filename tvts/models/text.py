@@ -73,19 +73,24 @@ class HFTextEncoder(nn.Module):
             # never get a gradient (DDP's reducer waits for them) and that checkpoints carry for nothing.
             self.model.pooler = None
         self.width = self.model.config.hidden_size
+        self.trainable_layers = -1
+        self.set_trainable(cfg.trainable_layers)
+
+    def set_trainable(self, n: int) -> None:
+        """Train everything (-1), nothing (0: frozen, run without autograd and in eval mode), or only the
+        last ``n`` transformer layers (CPD's curriculum calls this when stage II starts)."""
         layers = _layers(self.model)
-        n = cfg.trainable_layers
-        if n == -1:
-            return
         if n > len(layers):
             raise ConfigError(f"trainable_layers={n} but the model has {len(layers)} layers", field="model.text.trainable_layers")
-        self.model.requires_grad_(False)
+        self.trainable_layers = n
+        self.model.requires_grad_(n == -1)
         for layer in layers[len(layers) - n:] if n > 0 else []:
             layer.requires_grad_(True)
+        self.train(self.training)
 
     @property
     def frozen(self) -> bool:
-        return self.cfg.trainable_layers == 0
+        return self.trainable_layers == 0
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -38,7 +38,8 @@ class TVTSv2(VideoTextModel):
         self.video_model = DividedSpaceTimeViT(cfg.video, d)
         self.text_model = ClipTextEncoder(cfg.text, d)
         h = cfg.sort_head
-        self.pred_model = SORT_HEADS[h.kind](cfg.num_segments, h.width or d, h.depth, h.heads, h.mlp_ratio, d, d)
+        self.pred_model = None if h.kind == "none" else SORT_HEADS[h.kind](
+            cfg.num_segments, h.width or d, h.depth, h.heads, h.mlp_ratio, d, d, output=h.output)
 
     def video_embedding(self, video: VideoTokens) -> torch.Tensor:
         """The projected video [CLS] ``[B, D]``."""

@@ -25,12 +25,14 @@ class VideoTokens:
 
     ``tokens``: ``[B, 1 + S*N, W]``, the encoder's output sequence (after its final norm, where the
     encoder applies one to every token); token 0 is the video [CLS], then the kept tokens of time
-    slot 0, slot 1, ... (``S`` slots of ``N`` kept tokens each).
+    slot 0, slot 1, ... (``S`` slots of ``N`` kept tokens each). ``groups``: ``[B, M, W]`` group tokens
+    (S-ViLM grouping), or None.
     """
 
     tokens: torch.Tensor
     num_slots: int
     tokens_per_slot: int
+    groups: torch.Tensor | None = None
 
     @property
     def cls(self) -> torch.Tensor:  # [B, W]

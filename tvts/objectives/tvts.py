@@ -15,7 +15,7 @@ class TVTSObjective(nn.Module):
     the trainer sums them. Ablations of Table 2: ``sort_weight=0`` is M_base, ``stop_gradient=False``
     is M_ours\\sg, ``contrastive_weight=0`` is M_sort."""
 
-    def __init__(self, cfg: ObjectiveConfig):
+    def __init__(self, cfg: ObjectiveConfig, model: nn.Module | None = None, num_samples: int = 0):
         super().__init__()
         self.cfg = cfg
 
@@ -34,6 +34,3 @@ class TVTSObjective(nn.Module):
             metrics.update({f"sort_{k}": v for k, v in sort_metrics(out["sort_logits"], batch["order"]).items()})
         return losses, metrics
 
-
-def build_objective(cfg: ObjectiveConfig) -> nn.Module:
-    return {"tvts": TVTSObjective}[cfg.name](cfg)

@@ -48,8 +48,18 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float, pretrained_lr
     ]
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.pretrained_lr), lr=cfg.lr, betas=tuple(cfg.betas))
+def build_optimizer(model: nn.Module, cfg: TrainConfig, extra: nn.Module | None = None) -> torch.optim.Optimizer:
+    """AdamW over ``model``'s groups, plus the trainable parameters of ``extra`` (an objective's own heads)
+    at ``train.lr``, with weight decay on matrices only."""
+    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.pretrained_lr)
+    if extra is not None:
+        own = [(n, p) for n, p in extra.named_parameters() if p.requires_grad]
+        for nd in (False, True):
+            ps = [p for n, p in own if (p.ndim < 2) == nd]
+            if ps:
+                groups.append({"name": f"objective_{'no_decay' if nd else 'decay'}", "params": ps, "lr": cfg.lr,
+                               "weight_decay": 0.0 if nd else cfg.weight_decay})
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):

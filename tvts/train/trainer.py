@@ -28,8 +28,9 @@ from tvts.data.transforms import VideoTransform
 from tvts.models import build_model
 from tvts.models.convert import init_video_from_mae
 from tvts.models.tvts import load_state_strict
-from tvts.objectives.tvts import build_objective
-from tvts.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from tvts.objectives import Pretrainer, build_objective
+from tvts.train.checkpoint import latest_checkpoint, load_objective_state, load_trainer_state, save_checkpoint
+from tvts.train.curriculum import Curriculum
 from tvts.train.distributed import DistInfo, all_reduce_sum, init_distributed
 from tvts.train.metrics_log import MetricsLog
 from tvts.train.optim import build_optimizer, build_scheduler
@@ -98,6 +99,24 @@ def train_streams(cfg: RecipeConfig, root: Path, train_list: Path, info: DistInf
     return streams
 
 
+def validation_data(cfg: RecipeConfig, root: Path, val_list: Path, info: DistInfo):
+    """What the curriculum's plateau trigger validates on: ``(dataset, batch size, device)`` over the
+    validation split (evaluation mode), or None when the recipe does not need it."""
+    if cfg.train.curriculum.trigger != "plateau":
+        return None
+    if not Path(val_list).is_file():
+        from tvts.errors import ConfigError
+
+        raise ConfigError(f"the plateau trigger validates on {val_list}, which does not exist (set data.val_list)",
+                          field="train.curriculum.trigger")
+    return TranscriptVideoDataset(root, val_list, **_dataset_args(cfg, train=False)), cfg.eval.batch_size, info.device
+
+
+def index_space(dataset) -> int:
+    """How many sample indices a training corpus has (``batch["index"]`` is below it)."""
+    return len(dataset.samples) if isinstance(dataset, ShardDataset) else len(dataset)
+
+
 # ---------------------------------------------------------------------------------------- helpers
 def autocast_context(precision: str, device: torch.device):
     bf16 = precision == "bf16" or (
@@ -129,11 +148,11 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
 
     # Data first: building the embedded dataset (rank 0) must finish before any process reads it.
     if info.is_main:
-        root, train_list, _ = data_paths(cfg)
+        root, train_list, val_list = data_paths(cfg)
     if info.world_size > 1:
         dist.barrier()
     if not info.is_main:
-        root, train_list, _ = data_paths(replace(cfg, train=replace(t, progress=False)))
+        root, train_list, val_list = data_paths(replace(cfg, train=replace(t, progress=False)))
 
     model = build_model(cfg.model)
     if t.init_from:
@@ -145,20 +164,24 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
         if info.is_main:
             print(f"[tvts] video encoder initialised from {t.init_mae} (ignored MAE keys: {len(ignored)})")
     model.to(info.device).train()
-    objective = build_objective(cfg.objective)
-    ddp_model = model
-    if info.world_size > 1:
-        # Some parameters get no gradient when a loss is off or a batch has captions only (no sort).
-        d = cfg.data
-        unused = (cfg.objective.contrastive_weight == 0 or cfg.objective.sort_weight == 0 or bool(d.manifest)
-                  or bool(d.shards) or d.caption_ratio > 0)
-        ddp_model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
-                                            find_unused_parameters=unused)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = build_optimizer(model, t)
-    sched = build_scheduler(opt, t)
-
     streams = train_streams(cfg, root, train_list, info)
+    # The objective may own parameters and state (CPD's memory bank of every training pair); the Pretrainer
+    # runs model and objective as one module, so DDP and the optimiser see both.
+    objective = build_objective(cfg.objective, model, index_space(streams["main"].dataset)).to(info.device).train()
+    net = Pretrainer(model, objective)
+    curriculum = Curriculum(t.curriculum, model, validation_data(cfg, root, val_list, info))
+
+    def wrap() -> torch.nn.Module:
+        if info.world_size == 1:
+            return net
+        # Objectives and caption batches leave some parameters without a gradient in some steps. Buffers
+        # are not broadcast: a memory bank is updated identically on every process, and batch-norm
+        # statistics stay per process.
+        return DistributedDataParallel(net, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+                                       find_unused_parameters=True, broadcast_buffers=False)
+
+    opt = build_optimizer(model, t, extra=objective)
+    sched = build_scheduler(opt, t)
 
     step, bad, seen, elapsed_before = 0, {}, 0, 0.0
     ckpt = latest_checkpoint(out) if resume else None
@@ -167,6 +190,8 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
     if ckpt is not None:
         state = load_trainer_state(ckpt)
         load_state_strict(model, load_file(str(ckpt / "model.safetensors")), str(ckpt))
+        load_objective_state(objective, ckpt)
+        curriculum.load_state_dict(state.get("curriculum", {}), opt, sched)  # before the optimiser: stage II adds a group
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, seen, elapsed_before = int(state["step"]), int(state["seen"]), float(state["elapsed"])
@@ -189,8 +214,9 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
             position = {name: {"epoch": st.position[0], "batch": st.position[1], "samples": len(st.dataset),
                                "batch_size": t.batch_size, "world_size": info.world_size} for name, st in streams.items()}
             state = {"step": step, "seen": seen, "elapsed": elapsed_before + time.time() - t0, "bad": bad,
-                     "data_position": position, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
-            save_checkpoint(out, step, model, state)
+                     "data_position": position, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "curriculum": curriculum.state_dict()}
+            save_checkpoint(out, step, model, state, objective)
         if info.world_size > 1:
             dist.barrier()
         reseed(t.seed, info.rank, step)
@@ -203,11 +229,13 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
     t0 = time.time()
     window, window_t, window_clips = {}, time.time(), 0
     time_limit = t.time_limit_minutes * 60 if t.time_limit_minutes > 0 else math.inf
+    ddp_net = wrap()
+    params = [p for p in net.parameters() if p.requires_grad]
     while step < t.steps:
         stream = streams["captions"] if is_caption_step(step, cfg.data.caption_ratio) else streams["main"]
         batch = to_device(stream.next(), info.device)
         with autocast_context(t.precision, info.device):
-            losses, metrics = objective(ddp_model, batch)
+            losses, metrics = ddp_net(batch)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -215,6 +243,11 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
         opt.step()
         sched.step()
         step += 1
+        if curriculum.advance(step, opt, sched):
+            # Stage II: the text encoder now trains; DDP must be rebuilt to see its parameters.
+            ddp_net, params = wrap(), [p for p in net.parameters() if p.requires_grad]
+            if info.is_main:
+                print(f"[tvts] curriculum stage II from step {step}: text encoder trains at {t.curriculum.text_lr:g}")
         clips = len(batch["texts"]) * info.world_size
         window_clips += clips
         seen += clips
@@ -233,6 +266,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
         if step % t.log_every == 0 or step == t.steps or out_of_time:
             # Loss terms and metrics are means over the steps since the last row.
             row = {"step": step, "epoch": streams["main"].position[0], "lr": sched.get_last_lr()[0],
+                   **curriculum.log_fields(),
                    **{k: total.item() / count for k, (total, count) in window.items()},
                    "clips_per_s": window_clips / max(1e-9, time.time() - window_t),
                    "bad": dict(bad), "elapsed": elapsed_before + time.time() - t0}

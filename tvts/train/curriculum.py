@@ -1,0 +1,94 @@
+"""CPD's two-stage curriculum (CPD Section 3.2), for any objective.
+
+Stage I trains with the text encoder as the model config sets it (CPD: frozen, so the randomly
+initialised video model cannot wreck the pretrained language model). At the trigger (a step count, or
+the validation text-to-video R@1 no longer improving for ``patience`` validations), stage II unfreezes
+``text_trainable_layers`` of the text encoder at ``text_lr`` and scales every other learning rate by
+``lr_scale`` (CPD: 0.2 -> 0.02, text 3e-5). The stage and the plateau bookkeeping are part of the
+trainer state, so a resumed run continues in the right stage.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from tvts.config import CurriculumConfig
+from tvts.data.datasets import collate
+
+
+@torch.no_grad()
+def validation_recall(model, dataset, batch_size: int, device) -> float:
+    """Text-to-video R@1 (%) of the clip captions over ``dataset`` (evaluation mode, no mask)."""
+    was_training = model.training
+    model.eval()
+    videos, texts = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0, collate_fn=collate):
+        videos.append(F.normalize(model.encode_video(batch["frames"].to(device)), dim=-1))
+        texts.append(F.normalize(model.encode_text(batch["captions"]), dim=-1))
+    model.train(was_training)
+    sim = torch.cat(texts) @ torch.cat(videos).T
+    return 100.0 * (sim.argmax(1) == torch.arange(len(sim), device=sim.device)).float().mean().item()
+
+
+class Curriculum:
+    """``advance(step, opt, sched)`` after every optimiser step; True when stage II starts now."""
+
+    def __init__(self, cfg: CurriculumConfig, model, validation=None):
+        self.cfg, self.model, self.validation = cfg, model, validation
+        self.stage, self.best, self.since_best, self.last_r1 = 1, -math.inf, 0, None
+
+    def _due(self, step: int) -> bool:
+        c = self.cfg
+        if self.stage != 1 or c.trigger == "none":
+            return False
+        if c.trigger == "steps":
+            return step >= c.at_step
+        if step % c.val_every:
+            return False
+        self.last_r1 = validation_recall(self.model, *self.validation)
+        if self.last_r1 > self.best:
+            self.best, self.since_best = self.last_r1, 0
+        else:
+            self.since_best += 1
+        return self.since_best >= c.patience
+
+    def advance(self, step: int, opt: torch.optim.Optimizer, sched) -> bool:
+        if not self._due(step):
+            return False
+        self._enter_stage_two(opt, sched)
+        return True
+
+    def _enter_stage_two(self, opt: torch.optim.Optimizer, sched) -> None:
+        c = self.cfg
+        text = self.model.text_model
+        before = {id(p) for p in text.parameters() if p.requires_grad}
+        text.set_trainable(c.text_trainable_layers)
+        new = [p for p in text.parameters() if p.requires_grad and id(p) not in before]
+        for group in opt.param_groups:
+            group["lr"] *= c.lr_scale
+        sched.base_lrs = [lr * c.lr_scale for lr in sched.base_lrs]
+        if new:
+            opt.add_param_group({"name": "text_stage2", "params": new, "lr": c.text_lr,
+                                 "weight_decay": opt.param_groups[0]["weight_decay"]})
+            sched.base_lrs.append(c.text_lr)
+        self.stage = 2
+
+    def state_dict(self) -> dict:
+        return {"stage": self.stage, "best": self.best, "since_best": self.since_best}
+
+    def load_state_dict(self, state: dict, opt: torch.optim.Optimizer, sched) -> None:
+        """Restore the stage (re-entering stage II rebuilds its parameter group, so the optimiser state that
+        is loaded next matches)."""
+        if state.get("stage", 1) == 2 and self.stage == 1:
+            self._enter_stage_two(opt, sched)
+        self.best, self.since_best = float(state.get("best", -math.inf)), int(state.get("since_best", 0))
+
+    def log_fields(self) -> dict:
+        out = {"stage": self.stage} if self.cfg.trigger != "none" else {}
+        if self.last_r1 is not None:
+            out["val_t2v_r1"] = self.last_r1
+        return out
