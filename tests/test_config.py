@@ -25,6 +25,15 @@ def test_overrides_are_typed():
     ("train.steps=many", "train.steps"),
     ("model.video.mask_ratio=1.5", "model.video.mask_ratio"),
     ("model.sort_head.kind=magic", "model.sort_head.kind"),
+    ("model.sort_head.output=ranking", "model.sort_head.output"),
+    ("objective.name=magic", "objective.name"),
+    ("objective.contrastive=audio", "objective.contrastive"),
+    ("objective.cpd.loss=triplet", "objective.cpd.loss"),
+    ("objective.cpd.momentum=1.0", "objective.cpd.momentum"),
+    ("objective.svilm.num_nouns=0", "objective.svilm.num_nouns"),
+    ("model.text_proj=deep", "model.text_proj"),
+    ("model.video.pool=max", "model.video.pool"),
+    ("train.curriculum.trigger=later", "train.curriculum.trigger"),
 ])
 def test_bad_fields_are_named(override, field):
     with pytest.raises(ConfigError) as e:
@@ -48,3 +57,36 @@ def test_unknown_config_name_lists_known_ones():
     with pytest.raises(ConfigError) as e:
         load_recipe("nonexistent_recipe")
     assert "demo" in str(e.value)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["train.curriculum.trigger=steps", "train.curriculum.at_step=0"], "train.curriculum.at_step"),
+    (["objective.name=cpd", "model.sort_head.kind=none", "data.caption_manifest=c.jsonl", "data.caption_ratio=0.5"],
+     "data.caption_ratio"),
+    # the sort loss needs a sort head
+    (["model.sort_head.kind=none"], "model.sort_head.kind"),
+    # S-ViLM needs group tokens; group tokens need layers inside the encoder
+    (["objective.name=svilm"], "model.video.num_groups"),
+    (["model.video.num_groups=4", "model.video.group_layers=[9]"], "model.video.group_layers"),
+    (["model.video.num_groups=4"], "model.video.group_layers"),
+    # a 3D CNN cannot drop tokens; its depth is a ResNet depth
+    (["model.video.arch=r3d_slow", "model.video.depth=34"], "model.video.mask_ratio"),
+    (["model.video.arch=r3d_slow", "model.video.depth=4", "model.video.mask_ratio=0"], "model.video.depth"),
+    # encoding the K parts of a clip on their own needs T divisible by K * tubelet
+    (["objective.name=vcop", "model.video.num_frames=6", "model.video.max_slots=3"], "model.video.num_frames"),
+    (["objective.contrastive=frame", "model.video.num_frames=4", "model.video.max_slots=2"], "model.video.num_frames"),
+])
+def test_objective_and_model_combinations_are_checked(overrides, field):
+    with pytest.raises(ConfigError) as e:
+        load_recipe("demo", overrides)
+    assert field in str(e.value)
+
+
+def test_objective_variants_load():
+    cpd = load_recipe("demo", ["objective.name=cpd", "model.sort_head.kind=none", "model.text_proj=mlp_bn",
+                               "model.video.arch=r3d_slow", "model.video.depth=18", "model.video.mask_ratio=0",
+                               "train.curriculum.trigger=steps", "train.curriculum.at_step=500"])
+    assert (cpd.objective.cpd.loss, cpd.objective.cpd.temperature, cpd.train.curriculum.text_lr) == ("cross_pair", 0.07, 3e-5)
+    svilm = load_recipe("demo", ["objective.name=svilm", "model.video.num_groups=8", "model.video.group_layers=[2,4]",
+                                 "model.video.pool=groups", "model.sort_head.kind=none"])
+    assert svilm.model.video.group_layers == [2, 4] and svilm.objective.svilm.num_nouns == 2

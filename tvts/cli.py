@@ -68,7 +68,7 @@ def cmd_main(args) -> int:
     t3 = time.time()
     summary = json.loads((run / "train_summary.json").read_text())
     results = {"config": args.config, "overrides": list(args.overrides), "model_dir": str(run / "model"),
-               "sort_head": cfg.model.sort_head.kind, "train": summary, **results,
+               "objective": cfg.objective.name, "sort_head": cfg.model.sort_head.kind, "train": summary, **results,
                "timing": {"data_s": t1 - t0, "pretrain_s": t2 - t1, "eval_s": t3 - t2, "total_s": t3 - t0}}
     write_results(run, results)
     plot_training_curves(run / "metrics.jsonl", run / "training_curves.png")

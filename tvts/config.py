@@ -104,6 +104,11 @@ class SortHeadConfig:
     ``kind='pointer'``: the same joint attention, but the video tokens are pooled into K time slots
     (plus a slot embedding) and transcript j scores slot k by a scaled dot product. Still one
     K-way classification per transcript; it learns from a cold start at small scale (see README).
+    ``kind='none'``: no sort head (models trained with other objectives).
+
+    ``output`` (TVTS Table 3): ``kway`` logits ``[B, K, K]`` (transcript i -> position j); ``pairwise`` one
+    logit per transcript pair i < j (``[B, K(K-1)/2]``, "i comes before j"); ``factorial`` ``[B, K!]`` over
+    every order (``tvts.objectives.sorting`` has the pair and permutation conventions).
     """
 
     kind: str = "transformer"  # transformer | pointer | none (a model without a sort head, e.g. CPD, S-ViLM)
@@ -411,7 +416,7 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     if v.arch == "r3d_slow":
         _require(v.depth in (18, 34, 50), "the 3D ResNet depth must be 18, 34 or 50", "model.video.depth", source)
         _require(v.mask_ratio == 0, "a 3D CNN cannot drop tokens: mask_ratio must be 0", "model.video.mask_ratio", source)
-        _require(v.img_size % 32 == 0, "the 3D ResNet needs img_size divisible by 32", "model.video.img_size", source)
+        _require(v.img_size >= 32, "the 3D ResNet strides space by 32: img_size must be >= 32", "model.video.img_size", source)
     elif v.arch == "joint":
         _require(v.act == "gelu", "the joint ViT uses gelu", "model.video.act", source)
     else:
@@ -428,7 +433,7 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     _require(m.text_proj in ("minimal", "mlp_bn"), f"unknown text_proj '{m.text_proj}'", "model.text_proj", source)
     _require(m.family == "tvts" or m.text_proj == "minimal", "text_proj applies to the tvts family only", "model.text_proj", source)
     w = m.sort_head.width or (video_width(m) if m.family == "tvts" else m.embed_dim)
-    _require(w % m.sort_head.heads == 0, "sort head width must be divisible by its heads", "model.sort_head.heads", source)
+    _require(m.sort_head.kind == "none" or w % m.sort_head.heads == 0, "sort head width must be divisible by its heads", "model.sort_head.heads", source)
     _require(t.trainable_layers >= -1, "trainable_layers must be -1, 0 or positive", "model.text.trainable_layers", source)
     if t.kind == "hf":
         _require(t.pooling in ("cls", "mean"), f"unknown pooling '{t.pooling}' for an hf text encoder", "model.text.pooling", source)
@@ -458,6 +463,10 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     needs_sort = o.name == "tvts" and o.sort_weight > 0
     _require(not needs_sort or c.model.sort_head.kind != "none", "sort_weight > 0 needs a sort head (model.sort_head.kind)",
              "model.sort_head.kind", source)
+    _require(o.name == "tvts" or o.contrastive == "clip", f"contrastive: frame is an option of the tvts objective, not {o.name}",
+             "objective.contrastive", source)
+    _require(o.name != "vcop" or c.model.num_segments <= 6, "VCOP classifies the K! orders of the parts: K <= 6",
+             "model.num_segments", source)
     if o.name in ("merlot_like", "vcop") or o.contrastive == "frame":
         v = c.model.video
         k = c.model.num_segments
@@ -471,13 +480,15 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(o.svilm.num_nouns >= 1, "num_nouns must be >= 1", "objective.svilm.num_nouns", source)
     _require(o.svilm.temperature > 0 and o.svilm.grouping_temperature > 0, "temperatures must be positive",
              "objective.svilm.temperature", source)
+    _require(o.name != "cpd" or c.data.caption_ratio == 0, "CPD's memory bank indexes one corpus: no caption stream "
+             "(data.caption_ratio must be 0)", "data.caption_ratio", source)
     if o.name == "svilm":
         _require(c.model.video.num_groups > 0, "S-ViLM needs group tokens (model.video.num_groups, group_layers)",
                  "model.video.num_groups", source)
     cur = c.train.curriculum
     _require(cur.trigger in ("none", "steps", "plateau"), f"unknown curriculum trigger '{cur.trigger}'",
              "train.curriculum.trigger", source)
-    _require(cur.trigger != "steps" or 0 < cur.at_step < c.train.steps, "at_step must be in (0, train.steps)",
+    _require(cur.trigger != "steps" or cur.at_step > 0, "at_step must be positive (>= train.steps: never switch)",
              "train.curriculum.at_step", source)
     _require(cur.val_every > 0 and cur.patience >= 1, "val_every and patience must be positive",
              "train.curriculum.val_every", source)

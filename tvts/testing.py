@@ -51,3 +51,60 @@ def tiny_tvtsv2_config(**video) -> ModelConfig:
                                trainable_layers=1),
         sort_head=SortHeadConfig(kind="transformer", depth=2, heads=2),  # the published head has 2 blocks
     )
+
+
+# ------------------------------------------------------------------------------------ tiny training runs
+def tiny_recipe(text_dir: str | Path, data_dir: str | Path, out_dir: str | Path, steps: int = 4,
+                model: ModelConfig | None = None, objective=None, **train):
+    """A validated recipe that pretrains ``model`` (default: :func:`tiny_model_config` with a trainable
+    text encoder, so dropout is active) on a 12-video narrated-shapes set built in ``data_dir``: batch 4,
+    a checkpoint every 2 steps, a log row every step. ``train`` overrides :class:`TrainConfig` fields."""
+    from tvts.config import DataConfig, ObjectiveConfig, RecipeConfig, SyntheticConfig, TrainConfig, validate_recipe
+
+    settings = dict(steps=steps, batch_size=4, ckpt_every=2, log_every=1, warmup_steps=1, lr=1e-3, progress=False)
+    settings.update(train)
+    cfg = RecipeConfig(
+        model=model or tiny_model_config(text_dir, trainable_layers=-1),
+        data=DataConfig(synthetic=SyntheticConfig(out=str(data_dir), num_train=12, num_val=4, num_heldout=8), workers=0),
+        objective=objective or ObjectiveConfig(),
+        train=TrainConfig(out_dir=str(out_dir), **settings),
+    )
+    validate_recipe(cfg)
+    return cfg
+
+
+def kill_and_resume(recipe, out_dir: str | Path, kill_step: int) -> tuple[dict, Path]:
+    """Pretrain ``recipe(out_dir)``, killed (``KeyboardInterrupt``) right after its checkpoint of step
+    ``kill_step``, then resume it to the end. Returns (the trainer state of that checkpoint, the run folder)."""
+    from unittest import mock
+
+    from tvts.train import checkpoint as ckpt_mod
+    from tvts.train import trainer as trainer_mod
+
+    real_save = ckpt_mod.save_checkpoint
+
+    def save_then_die(out, step, *args, **kwargs):
+        path = real_save(out, step, *args, **kwargs)
+        if step == kill_step:
+            raise KeyboardInterrupt(f"killed right after the step-{kill_step} checkpoint")
+        return path
+
+    with mock.patch.object(trainer_mod, "save_checkpoint", save_then_die):
+        try:
+            trainer_mod.pretrain(recipe(out_dir))
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError(f"the run was never killed: no checkpoint at step {kill_step}")
+    state = ckpt_mod.load_trainer_state(ckpt_mod.latest_checkpoint(out_dir))
+    return state, trainer_mod.pretrain(recipe(out_dir), resume=True)
+
+
+def assert_same_weights(run_a: str | Path, run_b: str | Path, name: str = "model/model.safetensors") -> None:
+    """The two runs' final weights (or any safetensors file ``name`` in them) are bit-identical."""
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(Path(run_a) / name)), load_file(str(Path(run_b) / name))
+    assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

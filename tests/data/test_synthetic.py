@@ -355,3 +355,21 @@ def test_word_times_spill_rarely():
     assert 0.05 < len(spilled) / len(runs) < 0.15
     assert all(r[-3] < 15.0 and r[-1] < 15.8 for r in spilled)  # at most 2 words, shortly after the end
     assert all(r[-1] < 15.0 for r in runs if r not in spilled)
+
+
+def test_training_samples_carry_captions_with_noun_phrases(dataset):
+    """The caption-level objectives (CPD, S-ViLM) read each clip's event captions: colour + shape nouns."""
+    from tvts.data.datasets import TranscriptVideoDataset
+    from tvts.data.transforms import VideoTransform
+
+    out, _ = dataset
+    yt = out / "yttemporal"
+    ds = TranscriptVideoDataset(yt, yt / "meta_data" / "yttemporal_train.csv", num_segments=2, segment_seconds=4.0,
+                                num_frames=4, transform=VideoTransform(32, train=False), train=False)
+    for i in range(len(ds)):
+        sample = ds[i]
+        parts = sample["caption"].split(", then ")
+        assert 1 <= len(parts) <= 2
+        for part in parts:
+            words = part.split()
+            assert words[0] == "the" and words[1] in S.COLOURS and words[2] in S.SHAPES

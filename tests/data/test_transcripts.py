@@ -236,3 +236,36 @@ def test_load_yt_annotation_too_long(tmp_path, make_yt_annotation):
     with pytest.raises(SampleError) as ei:
         load_yt_annotation(p, max_words=10)
     assert ei.value.reason == "transcript_too_long" and "11" in ei.value.detail
+
+
+# --- clip captions --------------------------------------------------------------------------------------
+
+
+def test_caption_joins_the_events_mostly_inside_the_clip():
+    t = Transcript(words=["a"], times=np.array([1.0]), duration=30.0,
+                   captions=[(0.0, 5.0, "the red circle grows"), (5.0, 10.0, "the blue star moves left"),
+                             (10.0, 15.0, "the green square shrinks")])
+    # [4, 11]: event 2 fully inside; events 1 and 3 overlap by 1 s of 5 (not mostly inside)
+    assert t.caption(4.0, 11.0, ["x"]) == "the blue star moves left"
+    assert t.caption(2.0, 13.0, ["x"]) == "the red circle grows, then the blue star moves left, then the green square shrinks"
+
+
+def test_caption_falls_back_to_the_segment_transcripts():
+    t = _transcript([1.0], 10.0)
+    assert t.caption(0.0, 5.0, ["first words", "", "then more"]) == "first words then more"
+    with_events = Transcript(words=["a"], times=np.array([1.0]), duration=30.0, captions=[(20.0, 25.0, "late")])
+    assert with_events.caption(0.0, 10.0, ["spoken"]) == "spoken"
+
+
+def test_annotation_events_are_read_and_validated(tmp_path):
+    doc = {"info": {"duration": 12.0}, "subtitles": [{"word": "hi", "time": 1.0}],
+           "events": [{"start": 5.0, "end": 10.0, "caption": " the red circle grows "},
+                      {"start": 0.0, "end": 5.0, "caption": "the blue star spins"}]}
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps(doc))
+    assert load_yt_annotation(p).captions == [(0.0, 5.0, "the blue star spins"), (5.0, 10.0, "the red circle grows")]
+    doc["events"][1] = {"start": "zero", "end": 5.0, "caption": "x"}
+    p.write_text(json.dumps(doc))
+    with pytest.raises(SampleError) as e:
+        load_yt_annotation(p)
+    assert e.value.reason == "bad_annotation" and "events[1]" in str(e.value) and str(p) in str(e.value)

@@ -1,13 +1,16 @@
 """Protocol logic on controlled features and a stub text encoder."""
 
 import hashlib
+import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from tvts.eval.annotations import LabelledSet
 from tvts.eval.protocols import (class_embeddings, frozen_feature_protocols, linear_probe, retrieval_from_features,
-                                 ssv2_mc_candidates)
+                                 sort_accuracy, ssv2_mc_candidates)
+from tvts.objectives.sorting import pairs, permutation_index
 
 
 class StubEncoder:
@@ -78,3 +81,43 @@ def test_retrieval_from_features_dsl_is_a_separate_result():
 def test_single_frozen_protocol(protocol):
     x, y = torch.eye(4), torch.tensor([0, 0, 1, 1])
     assert set(frozen_feature_protocols((x, y), (x, y), 2, protocols=(protocol,))) == {protocol}
+
+
+# ---------------------------------------------------------------------------------------- transcript sorting
+class _OracleSorter(torch.nn.Module):
+    """A sort 'model' for ``sort_accuracy``: each transcript is a digit, its original position; with the
+    video the head predicts the true order perfectly, without it always the identity order."""
+
+    def __init__(self, output: str):
+        super().__init__()
+        self.config = SimpleNamespace(sort_head=SimpleNamespace(output=output))
+
+    def video_model(self, frames):
+        return frames
+
+    def text_model(self, texts):
+        return torch.tensor([[float(t)] for t in texts])
+
+    def sort_logits(self, video, feats):
+        b, k = feats.shape[:2]
+        order = feats[..., 0].long() if video is not None else torch.arange(k).repeat(b, 1)
+        output = self.config.sort_head.output
+        if output == "kway":
+            return 10.0 * torch.nn.functional.one_hot(order, k).float()
+        if output == "pairwise":
+            ij = pairs(k)
+            return 10.0 * ((order[:, ij[:, 0]] < order[:, ij[:, 1]]).float() * 2 - 1)
+        return 10.0 * torch.nn.functional.one_hot(permutation_index(order), math.factorial(k)).float()
+
+
+@pytest.mark.parametrize("output", ["kway", "pairwise", "factorial"])
+def test_sort_accuracy_for_every_sort_output(output):
+    orders = [[0, 1, 2, 3], [2, 0, 3, 1], [1, 0, 2, 3], [3, 2, 1, 0]]
+    samples = [{"frames": torch.zeros(2, 3, 4, 4), "texts": [str(o) for o in order], "caption": "", "order": torch.tensor(order),
+                "bounds": torch.zeros(4, 2), "frame_times": torch.zeros(2), "video_id": str(i), "index": i}
+               for i, order in enumerate(orders)]
+    res = sort_accuracy(_OracleSorter(output), samples, batch_size=3, workers=0, progress=False)
+    assert res["num_videos"] == 4 and res["K"] == 4
+    assert res["text_video"] == {"segment_acc": 1.0, "order_acc": 1.0}
+    # Text only: the identity order, right for sample 0 (4 transcripts), 2 of sample 2, none elsewhere.
+    assert res["text_only"] == {"segment_acc": 6 / 16, "order_acc": 0.25}

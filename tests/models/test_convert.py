@@ -48,6 +48,19 @@ def test_mae_init_makes_a_static_clip_match_the_image_patch_embedding(tmp_path):
     assert torch.allclose(cube, flat[0].flatten(1).T, atol=1e-5)
 
 
+def test_mae_init_keeps_the_new_grouping_of_an_s_vilm_encoder(tmp_path):
+    from dataclasses import replace
+
+    sd = _mae_checkpoint(tmp_path / "mae.pth")
+    cfg = replace(CFG, num_groups=3, group_layers=[1, 2])
+    m = _Holder(cfg)
+    before = {k: v.clone() for k, v in m.video_model.state_dict().items() if k.startswith(("group", "grouping"))}
+    init_video_from_mae(m, tmp_path / "mae.pth")
+    after = m.video_model.state_dict()
+    assert before and all(torch.equal(v, after[k]) for k, v in before.items())
+    assert torch.equal(after["blocks.0.attn.qkv.weight"], sd["blocks.0.attn.qkv.weight"])
+
+
 def test_mae_init_is_strict_about_encoder_keys(tmp_path):
     sd = _mae_checkpoint(tmp_path / "mae.pth")
     del sd["blocks.0.attn.qkv.weight"]

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from tvts.config import DataConfig, RecipeConfig, SyntheticConfig, TrainConfig, validate_recipe
-from tvts.testing import make_tiny_bert, tiny_model_config
+from tvts.testing import assert_same_weights, kill_and_resume, make_tiny_bert, tiny_model_config, tiny_recipe
 from tvts.train import checkpoint as ckpt_mod
 from tvts.train import trainer as trainer_mod
 from tvts.train.checkpoint import latest_checkpoint, load_trainer_state
@@ -23,45 +23,11 @@ def assets(tmp_path_factory):
 
 
 def _recipe(assets, out_dir, steps=4, **train):
-    cfg = RecipeConfig(
-        model=tiny_model_config(assets["bert"], trainable_layers=-1),  # dropout active in the text encoder
-        data=DataConfig(synthetic=SyntheticConfig(out=str(assets["data"]), num_train=12, num_val=4, num_heldout=8),
-                        workers=0),
-        train=TrainConfig(out_dir=str(out_dir), steps=steps, batch_size=4, ckpt_every=2, log_every=1, warmup_steps=1,
-                          lr=1e-3, progress=False, **train),
-    )
-    validate_recipe(cfg)
-    return cfg
+    return tiny_recipe(assets["bert"], assets["data"], out_dir, steps=steps, **train)
 
 
 def _weights(run):
     return load_file(str(run / "model" / "model.safetensors"))
-
-
-def _kill_then_resume(monkeypatch, recipe, out, kill_step):
-    """Run ``recipe(out)``, killed right after the checkpoint of ``kill_step``; then resume it to the end.
-    Returns (the trainer state of that checkpoint, the resumed run folder)."""
-    real_save = ckpt_mod.save_checkpoint
-
-    def save_then_die(out_dir, step, model, state, keep=2):
-        path = real_save(out_dir, step, model, state, keep)
-        if step == kill_step:
-            raise KeyboardInterrupt(f"killed right after the step-{kill_step} checkpoint")
-        return path
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(recipe(out))
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
-    state = load_trainer_state(latest_checkpoint(out))
-    return state, pretrain(recipe(out), resume=True)
-
-
-def _assert_same_weights(run_a, run_b):
-    a, b = _weights(run_a), _weights(run_b)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def test_pretraining_writes_a_run_and_changes_the_weights(assets, tmp_path):
@@ -83,9 +49,9 @@ def test_pretraining_writes_a_run_and_changes_the_weights(assets, tmp_path):
 def test_killed_run_resumes_to_the_same_weights(assets, tmp_path, monkeypatch):
     straight = pretrain(_recipe(assets, tmp_path / "straight", steps=6))
 
-    state, resumed = _kill_then_resume(monkeypatch, lambda out: _recipe(assets, out, steps=6), tmp_path / "resumed", 2)
+    state, resumed = kill_and_resume(lambda out: _recipe(assets, out, steps=6), tmp_path / "resumed", 2)
     assert state["step"] == 2
-    _assert_same_weights(straight, resumed)
+    assert_same_weights(straight, resumed)
     steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]  # the log reads as one run
 
@@ -183,9 +149,9 @@ def test_mixed_corpora_alternate_and_resume_exactly(assets, tmp_path, monkeypatc
     rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     assert ["loss_sort" in r for r in rows] == [True, False] * 3
 
-    state, resumed = _kill_then_resume(monkeypatch, recipe, tmp_path / "resumed", 4)
+    state, resumed = kill_and_resume(recipe, tmp_path / "resumed", 4)
     assert state["data_position"]["main"]["batch"] == 2 and state["data_position"]["captions"]["batch"] == 2
-    _assert_same_weights(straight, resumed)
+    assert_same_weights(straight, resumed)
 
 
 def test_training_streams_shards_and_resumes_exactly(assets, tmp_path, monkeypatch):
@@ -207,5 +173,5 @@ def test_training_streams_shards_and_resumes_exactly(assets, tmp_path, monkeypat
     rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all("loss_sort" in r and r["bad"] == {} for r in rows)
 
-    _, resumed = _kill_then_resume(monkeypatch, recipe, tmp_path / "resumed", 2)
-    _assert_same_weights(straight, resumed)
+    _, resumed = kill_and_resume(recipe, tmp_path / "resumed", 2)
+    assert_same_weights(straight, resumed)

@@ -257,8 +257,9 @@ def frozen_feature_protocols(train: tuple[torch.Tensor, torch.Tensor], test: tup
 def sort_accuracy(model, dataset: TranscriptVideoDataset, batch_size: int = 32, workers: int = 2,
                   device: str | torch.device = "cpu", progress: bool = True) -> dict:
     """Per-segment and whole-order accuracy of the sort head with the video (T+V) and without it
-    (T only: the head sees no video token). The dataset must be in evaluation mode (centred
-    segments, middle frames, no mask) with a fixed shuffle per video."""
+    (T only: the head sees no video token), for any ``sort_head.output`` (``sorting.sort_metrics``).
+    The dataset must be in evaluation mode (centred segments, middle frames, no mask) with a fixed
+    shuffle per video."""
     if not hasattr(model, "sort_logits"):
         raise ConfigError(f"{type(model).__name__} has no sort head: transcript sorting needs a TVTS model")
     model.eval()
@@ -273,8 +274,9 @@ def sort_accuracy(model, dataset: TranscriptVideoDataset, batch_size: int = 32, 
         orders.append(batch["order"])
     order = torch.cat(orders)
     k = order.shape[1]
-    tv = sort_metrics(torch.cat(logits_tv), order)
-    t = sort_metrics(torch.cat(logits_t), order)
+    output = model.config.sort_head.output  # kway [B, K, K] | pairwise [B, K(K-1)/2] | factorial [B, K!]
+    tv = sort_metrics(torch.cat(logits_tv), order, output)
+    t = sort_metrics(torch.cat(logits_t), order, output)
     return {
         "num_videos": len(order), "K": k, "chance_segment_acc": 1 / k, "chance_order_acc": 1 / math.factorial(k),
         "text_video": {n: v.item() for n, v in tv.items()},

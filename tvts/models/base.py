@@ -63,7 +63,7 @@ class VideoTextModel(nn.Module):
         ``frames`` ``[B, T, 3, H, W]``; ``texts``: B lists of K shuffled transcripts; ``keep``: kept patch
         indices ``[B, S, N]``. Returns ``video_embed`` ``[B, D]``, ``text_embed`` ``[B, D]`` (mean of the
         K transcript embeddings), ``segment_embed`` ``[B, K, D]`` and, when ``sort``, ``sort_logits``
-        ``[B, K, K]``. With ``stop_gradient`` the sort head gets detached text features, so L_sort
+        (``[B, K, K]`` for the K-way output; see ``SortHeadConfig.output``). With ``stop_gradient`` the sort head gets detached text features, so L_sort
         sends no gradient into the text encoder.
         """
         b, k = len(texts), len(texts[0])
@@ -78,7 +78,8 @@ class VideoTextModel(nn.Module):
         return out
 
     def sort_logits(self, video: VideoTokens | None, text_feats: torch.Tensor) -> torch.Tensor:
-        """``text_feats`` ``[B, K, W_t]`` → ``[B, K, K]``; ``video=None``: the head sees no video token."""
+        """``text_feats`` ``[B, K, W_t]`` → sort logits (``[B, K, K]`` K-way, ``[B, K(K-1)/2]`` pairwise, ``[B, K!]``
+        factorial); ``video=None``: the head sees no video token."""
         return self.pred_model(video, text_feats)
 
     # ------------------------------------------------------------------ persistence

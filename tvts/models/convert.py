@@ -272,12 +272,13 @@ def mae_to_video_state(mae: dict[str, torch.Tensor], video_state: dict[str, torc
     The 2-D patch kernel ``[W, 3, p, p]`` is repeated over the ``tubelet`` frames of a cube and divided
     by ``tubelet``, so a static clip gives the image response. (The published code did not divide,
     which doubles the first-layer response of a static clip; we prefer the inflation that preserves it.)
-    ``temporal_embed`` is new and keeps its zero initialisation. Every other encoder key must be present.
+    ``temporal_embed`` and S-ViLM's grouping (``group_token``, ``grouping.*``, ``group_norm.*``) are new and
+    keep their initialisation. Every other encoder key must be present.
     """
     mae = {k.removeprefix("module."): v for k, v in mae.items()}
     out, missing, mismatched = {}, [], []
     for k, own in video_state.items():
-        if k == "temporal_embed":
+        if k == "temporal_embed" or k == "group_token" or k.startswith(("grouping.", "group_norm.")):
             continue
         if k not in mae:
             missing.append(k)

@@ -3,6 +3,10 @@
 Parameter names follow the published TVTS checkpoint (``video_model.*``): ``patch_embed.proj``
 (Conv3d), ``cls_token``, ``pos_embed`` (spatial, with a [CLS] slot), ``temporal_embed`` (one per time
 slot, zero-initialised), ``blocks.i`` (timm ViT blocks, attention through SDPA), ``norm``.
+
+With ``num_groups > 0`` (S-ViLM) the encoder also owns ``group_token`` (M learnable group tokens),
+``grouping.j`` (the grouping block that runs after layer ``group_layers[j]``) and ``group_norm``; these
+only read the video tokens, so the token sequence is the same as without grouping.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
 from tvts.config import VideoEncoderConfig
+from tvts.models.grouping import GroupingBlock
 
 
 @dataclass
@@ -57,7 +62,12 @@ class CubeEmbed(nn.Module):
 
 
 class JointSpaceTimeViT(nn.Module):
-    """ViT-B/16-style video encoder (joint attention over [CLS] and every kept cube token)."""
+    """ViT-B/16-style video encoder (joint attention over [CLS] and every kept cube token).
+
+    S-ViLM grouping (``cfg.num_groups = M > 0``): after ViT layer ``l`` (1-based) of ``cfg.group_layers``,
+    a :class:`~tvts.models.grouping.GroupingBlock` updates the M group tokens from that layer's kept
+    video tokens (not the [CLS]); the final group tokens, after ``group_norm``, are ``VideoTokens.groups``.
+    """
 
     def __init__(self, cfg: VideoEncoderConfig):
         super().__init__()
@@ -78,6 +88,15 @@ class JointSpaceTimeViT(nn.Module):
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
         self.apply(_init_linear)
+        if cfg.num_groups > 0:
+            # Built and initialised last, so that the ViT's own parameters draw the same random numbers
+            # with and without grouping.
+            self.group_token = nn.Parameter(torch.zeros(1, cfg.num_groups, cfg.width))
+            self.grouping = nn.ModuleList(GroupingBlock(cfg.width, cfg.group_tau, cfg.mlp_ratio) for _ in cfg.group_layers)
+            self.group_norm = norm(cfg.width)
+            trunc_normal_(self.group_token, std=0.02)
+            self.grouping.apply(_init_linear)
+            self.group_norm.apply(_init_linear)
 
     def num_slots(self, num_frames: int) -> int:
         return num_frames // self.cfg.tubelet
@@ -97,9 +116,14 @@ class JointSpaceTimeViT(nn.Module):
         n = x.shape[2]
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
         x = torch.cat([cls, x.reshape(b, s * n, w)], dim=1)
-        for blk in self.blocks:
+        groups = self.group_token.expand(b, -1, -1) if self.cfg.num_groups > 0 else None  # [B, M, W]
+        for layer, blk in enumerate(self.blocks, start=1):
             x = checkpoint(blk, x, use_reentrant=False) if self.cfg.grad_checkpointing and self.training else blk(x)
-        return VideoTokens(self.norm(x), s, n)
+            if groups is not None:
+                for j, after in enumerate(self.cfg.group_layers):
+                    if after == layer:
+                        groups, _ = self.grouping[j](groups, x[:, 1:])
+        return VideoTokens(self.norm(x), s, n, groups=None if groups is None else self.group_norm(groups))
 
 
 def _init_linear(m: nn.Module) -> None:

@@ -7,30 +7,50 @@ import torch.nn as nn
 
 from tvts.config import ObjectiveConfig
 from tvts.objectives.contrastive import info_nce
-from tvts.objectives.sorting import kway_sort_loss, sort_metrics
+from tvts.objectives.sorting import sort_loss, sort_metrics
+from tvts.objectives.video_order import encode_transcripts, part_embeddings, unshuffle
 
 
 class TVTSObjective(nn.Module):
     """Runs the model on a batch and returns ``(losses, metrics)``; ``losses`` are already weighted,
-    the trainer sums them. Ablations of Table 2: ``sort_weight=0`` is M_base, ``stop_gradient=False``
-    is M_ours\\sg, ``contrastive_weight=0`` is M_sort."""
+    the trainer sums them.
+
+    Ablations: Table 2: ``sort_weight=0`` is M_base, ``stop_gradient=False`` is M_ours\\sg,
+    ``contrastive_weight=0`` is M_sort. Table 3: L_sort follows the model's ``sort_head.output``
+    (``kway`` Eq. 2, ``pairwise``, ``factorial``; read from the model given at construction, K-way
+    without one). Appendix Table 12: ``contrastive: frame`` replaces the clip-level L_base by MERLOT's
+    frame-transcript matching: the K temporal parts of the clip (T/K frames each, part k over segment k)
+    are encoded on their own and each is matched to its own transcript by a bidirectional InfoNCE over
+    all B·K (part, transcript) pairs; L_sort still sees the full clip. Caption batches (one text per
+    video, no ``order``) train the clip-level contrastive loss only.
+    """
 
     def __init__(self, cfg: ObjectiveConfig, model: nn.Module | None = None, num_samples: int = 0):
         super().__init__()
         self.cfg = cfg
+        self.output = model.config.sort_head.output if model is not None else "kway"
 
     def forward(self, model: nn.Module, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         c = self.cfg
-        # Caption batches (one text per video, no "order") train the contrastive loss only, as in the paper.
         use_sort = c.sort_weight > 0 and "order" in batch
-        out = model(batch["frames"], batch["texts"], batch.get("keep"), stop_gradient=c.stop_gradient, sort=use_sort)
+        frame = c.contrastive == "frame" and c.contrastive_weight > 0 and "order" in batch
+        if frame and not use_sort:
+            # Nothing needs the full clip: only the transcripts, and the parts below.
+            out = {"segment_embed": model.text_embedding(encode_transcripts(model, batch["texts"]))}
+        else:
+            out = model(batch["frames"], batch["texts"], batch.get("keep"), stop_gradient=c.stop_gradient, sort=use_sort)
         losses, metrics = {}, {}
         if c.contrastive_weight > 0:
-            nce = info_nce(out["video_embed"], out["text_embed"], c.temperature)
+            if frame:
+                k = out["segment_embed"].shape[1]
+                parts = part_embeddings(model, batch["frames"], batch.get("keep"), k)  # [B, K, D], in time order
+                segments = unshuffle(out["segment_embed"], batch["order"])  # [B, K, D], in time order
+                nce = info_nce(parts.flatten(0, 1), segments.flatten(0, 1), c.temperature)
+            else:
+                nce = info_nce(out["video_embed"], out["text_embed"], c.temperature)
             losses["contrastive"] = c.contrastive_weight * nce["loss"]
             metrics.update(v2t_acc=nce["v2t_acc"], t2v_acc=nce["t2v_acc"])
         if use_sort:
-            losses["sort"] = c.sort_weight * kway_sort_loss(out["sort_logits"], batch["order"])
-            metrics.update({f"sort_{k}": v for k, v in sort_metrics(out["sort_logits"], batch["order"]).items()})
+            losses["sort"] = c.sort_weight * sort_loss(out["sort_logits"], batch["order"], self.output)
+            metrics.update({f"sort_{k}": v for k, v in sort_metrics(out["sort_logits"], batch["order"], self.output).items()})
         return losses, metrics
-

@@ -4,8 +4,12 @@ Stage I trains with the text encoder as the model config sets it (CPD: frozen, s
 initialised video model cannot wreck the pretrained language model). At the trigger (a step count, or
 the validation text-to-video R@1 no longer improving for ``patience`` validations), stage II unfreezes
 ``text_trainable_layers`` of the text encoder at ``text_lr`` and scales every other learning rate by
-``lr_scale`` (CPD: 0.2 -> 0.02, text 3e-5). The stage and the plateau bookkeeping are part of the
-trainer state, so a resumed run continues in the right stage.
+``lr_scale`` (CPD: 0.2 -> 0.02, text 3e-5). The text encoder's parameters go into two new optimiser groups
+(weight decay / none, by the rule of ``tvts.train.optim``) whose lr is ``text_lr`` at the switch and then
+follows the schedule's shape like every other group (their base lr is ``text_lr`` over the schedule's
+multiplier at the switch). With several processes, a plateau validation takes rank 0's value, so every
+process switches at the same step. The stage and the plateau bookkeeping are part of the trainer state,
+so a resumed run continues in the right stage.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tvts.config import CurriculumConfig
 from tvts.data.datasets import collate
+from tvts.train.optim import _no_decay
 
 
 @torch.no_grad()
@@ -50,6 +56,12 @@ class Curriculum:
         if step % c.val_every:
             return False
         self.last_r1 = validation_recall(self.model, *self.validation)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # Batch-norm statistics are per process, so the processes may measure different values; they
+            # must switch at the same step: everyone takes rank 0's.
+            r1 = torch.tensor([self.last_r1], dtype=torch.float64, device=self.validation[2])
+            dist.broadcast(r1, src=0)
+            self.last_r1 = float(r1.item())
         if self.last_r1 > self.best:
             self.best, self.since_best = self.last_r1, 0
         else:
@@ -63,29 +75,45 @@ class Curriculum:
         return True
 
     def _enter_stage_two(self, opt: torch.optim.Optimizer, sched) -> None:
+        """Unfreeze the text encoder into new parameter groups (decay / no decay, as ``tvts.train.optim``)
+        whose lr is ``text_lr`` now, scale every other group's lr by ``lr_scale``, and extend the scheduler
+        so that every group keeps following its multiplier: base lr × multiplier = the group's lr now."""
         c = self.cfg
         text = self.model.text_model
         before = {id(p) for p in text.parameters() if p.requires_grad}
         text.set_trainable(c.text_trainable_layers)
-        new = [p for p in text.parameters() if p.requires_grad and id(p) not in before]
+        new = [(n, p) for n, p in text.named_parameters() if p.requires_grad and id(p) not in before]
         for group in opt.param_groups:
             group["lr"] *= c.lr_scale
         sched.base_lrs = [lr * c.lr_scale for lr in sched.base_lrs]
-        if new:
-            opt.add_param_group({"name": "text_stage2", "params": new, "lr": c.text_lr,
-                                 "weight_decay": opt.param_groups[0]["weight_decay"]})
-            sched.base_lrs.append(c.text_lr)
+        multiplier = sched.lr_lambdas[0](sched.last_epoch)  # the schedule's factor now (LambdaLR)
+        text_base = c.text_lr / multiplier if multiplier > 0 else c.text_lr
+        family = self.model.config.family
+        weight_decay = next((g["weight_decay"] for g in opt.param_groups if g["weight_decay"] > 0), 0.0)
+        for no_decay in (False, True):
+            params = [p for n, p in new if _no_decay(family, f"text_model.{n}", p) == no_decay]
+            if not params:
+                continue
+            opt.add_param_group({"name": f"text_stage2_{'no_decay' if no_decay else 'decay'}", "params": params,
+                                 "lr": c.text_lr,
+                                 "weight_decay": 0.0 if no_decay else weight_decay})
+            sched.base_lrs.append(text_base)
+            sched.lr_lambdas.append(sched.lr_lambdas[0])
+        for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+            group["initial_lr"] = base
+        sched._last_lr = [group["lr"] for group in opt.param_groups]  # what get_last_lr() reports (the log)
         self.stage = 2
 
     def state_dict(self) -> dict:
-        return {"stage": self.stage, "best": self.best, "since_best": self.since_best}
+        return {"stage": self.stage, "best": self.best, "since_best": self.since_best, "last_r1": self.last_r1}
 
     def load_state_dict(self, state: dict, opt: torch.optim.Optimizer, sched) -> None:
-        """Restore the stage (re-entering stage II rebuilds its parameter group, so the optimiser state that
+        """Restore the stage (re-entering stage II rebuilds its parameter groups, so the optimiser state that
         is loaded next matches)."""
         if state.get("stage", 1) == 2 and self.stage == 1:
             self._enter_stage_two(opt, sched)
         self.best, self.since_best = float(state.get("best", -math.inf)), int(state.get("since_best", 0))
+        self.last_r1 = state.get("last_r1")
 
     def log_fields(self) -> dict:
         out = {"stage": self.stage} if self.cfg.trigger != "none" else {}

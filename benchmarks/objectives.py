@@ -1,0 +1,205 @@
+"""The pretraining objectives side by side: the same small backbone, the same data, the same budget.
+
+Each variant pretrains the demo backbone (``configs/demo.yaml``: joint ViT 4x128 on 32x32x8 clips, MiniLM
+text encoder with its last layer trainable) on the embedded narrated-shapes dataset for ``--steps`` steps,
+for every seed in ``--seeds``; then the main job's evaluation runs on the held-out data: zero-shot
+text-to-video retrieval and zero-shot recognition, multiple choice among the 8 action captions, the
+linear probe, and transcript-sort accuracy on the validation videos where the variant trains the sort head.
+
+Baseline: ``contrastive`` (L_base only, TVTS's M_base); every other row also prints its difference to it.
+
+    .venv/bin/python benchmarks/objectives.py                       # all variants, 3 seeds
+    .venv/bin/python benchmarks/objectives.py --variants tvts cpd --seeds 0
+
+Runs are cached (``<out>/<variant>/seed<k>/results.json``): an interrupted benchmark resumes where it
+stopped, and ``--report-only`` rebuilds the table and plot from what is there. Writes
+``<report>.md`` (the table), ``<report>.json`` (every run's numbers) and ``<report>.png`` (the plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+BASELINE = "contrastive"
+
+# Every variant changes only what its objective needs; the backbone, data and schedule are shared.
+COMMON = ["model.text.trainable_layers=1", "train.time_limit_minutes=0", "train.progress=false"]
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "tvts": ("TVTS (K-way, stop-gradient)", []),
+    "tvts_no_sg": ("TVTS without stop-gradient", ["objective.stop_gradient=false"]),
+    "contrastive": ("contrastive only (M_base)", ["objective.sort_weight=0"]),
+    "pairwise": ("TVTS pairwise sort", ["model.sort_head.output=pairwise"]),
+    "factorial": ("TVTS factorial (K!-way) sort", ["model.sort_head.output=factorial"]),
+    "frame": ("TVTS, frame-transcript contrastive", ["objective.contrastive=frame"]),
+    "merlot_like": ("MERLOT-like (sort video parts)", ["objective.name=merlot_like"]),
+    "vcop": ("VCOP-like (order clips, no text)", ["objective.name=vcop"]),
+    "cpd": ("CPD (cross-pair NCE, curriculum)", [
+        "objective.name=cpd", "model.sort_head.kind=none", "model.text_proj=mlp_bn", "model.text.trainable_layers=0",
+        "objective.cpd.num_noise=512", "train.curriculum.trigger=steps", "train.curriculum.text_trainable_layers=1"]),
+    "svilm": ("S-ViLM (grouping, grounding)", [
+        "objective.name=svilm", "model.sort_head.kind=none", "model.video.num_groups=8",
+        "model.video.group_layers=[2,3,4]", "model.video.pool=groups"]),
+}
+# Variants whose objective trains the transcript-sort head (the others leave it untrained or have none).
+SORTS = {"tvts", "tvts_no_sg", "pairwise", "factorial", "frame"}
+
+# (column, results.json path, chance path)
+METRICS = [
+    ("sort acc. (T+V)", ("sort", "text_video", "segment_acc"), ("sort", "chance_segment_acc"), 100.0),
+    ("t2v R@1", ("retrieval", "t2v_R@1"), ("retrieval", "chance_R@1"), 1.0),
+    ("t2v R@10", ("retrieval", "t2v_R@10"), None, 1.0),
+    ("multiple choice", ("multiple_choice", "top1"), ("multiple_choice", "chance_top1"), 1.0),
+    ("zero-shot rec.", ("recognition", "top1"), ("recognition", "chance_top1"), 1.0),
+    ("linear probe", ("linear_probe", "top1"), ("linear_probe", "chance_top1"), 1.0),
+]
+
+
+def _get(d: dict, path) -> float | None:
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return float(d)
+
+
+def run_one(variant: str, seed: int, steps: int, out: Path) -> dict:
+    """Pretrain + evaluate one (variant, seed); cached in ``out/variant/seed<k>/results.json``."""
+    run_dir = out / variant / f"seed{seed}"
+    cached = run_dir / "results.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    from tvts.config import load_recipe
+    from tvts.eval.main_job import evaluate_run
+    from tvts.train.trainer import pretrain
+
+    overrides = COMMON + VARIANTS[variant][1] + [
+        f"train.steps={steps}", f"train.seed={seed}", f"train.out_dir={run_dir}", f"train.ckpt_every={steps}"]
+    if variant == "cpd":
+        overrides.append(f"train.curriculum.at_step={2 * steps // 3}")
+    cfg = load_recipe("demo", overrides)
+    t0 = time.time()
+    pretrain(cfg, resume=True)
+    t1 = time.time()
+    results = evaluate_run(cfg, run_dir / "model", progress=False)
+    results.update(variant=variant, seed=seed, steps=steps, overrides=overrides,
+                   pretrain_s=t1 - t0, eval_s=time.time() - t1)
+    cached.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """variant -> column -> (mean, sample std (0 for one seed), number of seeds)."""
+    table = {}
+    for variant, rs in runs.items():
+        row = {}
+        for name, path, _, scale in METRICS:
+            if path[0] == "sort" and variant not in SORTS:
+                continue
+            vals = [v * scale for v in (_get(r, path) for r in rs) if v is not None]
+            if vals:
+                row[name] = (statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals))
+        row["minutes"] = (statistics.mean(r["pretrain_s"] / 60 for r in rs), 0.0, len(rs))
+        table[variant] = row
+    return table
+
+
+def chance_row(runs: dict[str, list[dict]]) -> dict[str, float]:
+    some = next(r for rs in runs.values() for r in rs)
+    return {name: _get(some, c) * scale for name, _, c, scale in METRICS if c is not None and _get(some, c) is not None}
+
+
+def markdown(table: dict, chance: dict, steps: int, seeds: list[int], command: str) -> str:
+    cols = [m[0] for m in METRICS]
+    lines = [f"Objectives side by side: {steps} steps each, seeds {', '.join(map(str, seeds))}; mean ± std over seeds "
+             f"(%); Δ = difference of the means to `{BASELINE}`. Produced by `{command}`.", "",
+             "| variant | " + " | ".join(cols) + " | minutes |", "|---|" + "---|" * (len(cols) + 1)]
+    base = table.get(BASELINE, {})
+    for variant, row in table.items():
+        cells = []
+        for c in cols:
+            if c not in row:
+                cells.append("–")
+                continue
+            m, s, _ = row[c]
+            delta = f" ({m - base[c][0]:+.1f})" if variant != BASELINE and c in base else ""
+            cells.append(f"{m:.1f} ± {s:.1f}{delta}")
+        lines.append(f"| {VARIANTS[variant][0]} | " + " | ".join(cells) + f" | {row['minutes'][0]:.1f} |")
+    lines.append("| chance | " + " | ".join(f"{chance[c]:.1f}" if c in chance else "–" for c in cols) + " | |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict, chance: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [m[0] for m in METRICS]
+    rows = (len(cols) + 2) // 3
+    fig, axes = plt.subplots(rows, 3, figsize=(13, 4.3 * rows), squeeze=False)
+    names = list(table)
+    for ax in axes.flat[len(cols):]:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, cols):
+        xs = [i for i, v in enumerate(names) if c in table[v]]
+        ax.bar(xs, [table[names[i]][c][0] for i in xs], yerr=[table[names[i]][c][1] for i in xs], capsize=3,
+               color=["#c44e52" if names[i] == BASELINE else "#4c72b0" for i in xs])
+        if c in chance:
+            ax.axhline(chance[c], color="grey", ls="--", lw=1)
+        ax.set_xticks(range(len(names)), names, rotation=70, fontsize=8)
+        ax.set_title(c, fontsize=10)
+    fig.suptitle("pretraining objectives on narrated shapes (mean ± std over seeds; dashed: chance)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=250)
+    p.add_argument("--out", default="runs/objectives")
+    p.add_argument("--report", default="benchmarks/results/objectives")
+    p.add_argument("--report-only", action="store_true", help="only rebuild the table and plot from cached runs")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    command = f"python benchmarks/objectives.py --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}"
+    if set(args.variants) != set(VARIANTS):
+        command += " --variants " + " ".join(args.variants)
+    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+    # Seeds outermost: an interrupted benchmark has every variant on the first seeds.
+    for seed in args.seeds:
+        for variant in args.variants:
+            cached = out / variant / f"seed{seed}" / "results.json"
+            if args.report_only and not cached.is_file():
+                continue
+            t0 = time.time()
+            r = run_one(variant, seed, args.steps, out)
+            runs[variant].append(r)
+            print(f"[objectives] {variant} seed {seed}: t2v R@1 {r['retrieval']['t2v_R@1']:.1f}, linear probe "
+                  f"{r['linear_probe']['top1']:.1f} ({time.time() - t0:.0f} s)", flush=True)
+    runs = {v: rs for v, rs in runs.items() if rs}
+    if not runs:
+        print("no runs to report", file=sys.stderr)
+        return 1
+    table = summarise(runs)
+    chance = chance_row(runs)
+    md = markdown(table, chance, args.steps, args.seeds, command)
+    report = Path(args.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.with_suffix(".md").write_text(md)
+    report.with_suffix(".json").write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "runs": runs}, indent=1))
+    plot(table, chance, report.with_suffix(".png"))
+    print(md)
+    print(f"[objectives] wrote {report.with_suffix('.md')}, .json, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
