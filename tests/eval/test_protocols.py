@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tvts.errors import ConfigError
 from tvts.eval.annotations import LabelledSet
 from tvts.eval.protocols import (class_embeddings, frozen_feature_protocols, linear_probe, retrieval_from_features,
                                  sort_accuracy, ssv2_mc_candidates)
@@ -90,7 +91,8 @@ class _OracleSorter(torch.nn.Module):
 
     def __init__(self, output: str):
         super().__init__()
-        self.config = SimpleNamespace(sort_head=SimpleNamespace(output=output))
+        self.config = SimpleNamespace(name="oracle", sort_head=SimpleNamespace(output=output))
+        self.pred_model = torch.nn.Identity()  # stands for a sort head; sort_logits below does the work
 
     def video_model(self, frames):
         return frames
@@ -121,3 +123,11 @@ def test_sort_accuracy_for_every_sort_output(output):
     assert res["text_video"] == {"segment_acc": 1.0, "order_acc": 1.0}
     # Text only: the identity order, right for sample 0 (4 transcripts), 2 of sample 2, none elsewhere.
     assert res["text_only"] == {"segment_acc": 6 / 16, "order_acc": 0.25}
+
+
+def test_sort_accuracy_of_a_model_without_sort_head_is_a_clear_error():
+    model = _OracleSorter("kway")
+    model.pred_model = None
+    with pytest.raises(ConfigError, match="no sort head") as e:
+        sort_accuracy(model, [], batch_size=3, workers=0, progress=False)
+    assert e.value.field == "model.sort_head.kind"

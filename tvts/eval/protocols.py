@@ -260,8 +260,9 @@ def sort_accuracy(model, dataset: TranscriptVideoDataset, batch_size: int = 32, 
     (T only: the head sees no video token), for any ``sort_head.output`` (``sorting.sort_metrics``).
     The dataset must be in evaluation mode (centred segments, middle frames, no mask) with a fixed
     shuffle per video."""
-    if not hasattr(model, "sort_logits"):
-        raise ConfigError(f"{type(model).__name__} has no sort head: transcript sorting needs a TVTS model")
+    if getattr(model, "pred_model", None) is None:
+        raise ConfigError(f"{type(model).__name__} '{model.config.name}' has no sort head (model.sort_head.kind: none): "
+                          "transcript sorting needs a model trained with a sort head", field="model.sort_head.kind")
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
     logits_tv, logits_t, orders = [], [], []
