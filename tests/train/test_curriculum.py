@@ -115,6 +115,7 @@ def test_plateau_trigger_switches_after_patience_validations_without_a_new_best(
     monkeypatch.setattr(curriculum_mod, "validation_recall", fake_recall)
     switched = []
     for step in range(1, 13):
+        opt.step()  # no gradients: a no-op, but the scheduler expects it first
         sched.step()
         if cur.advance(step, opt, sched):
             switched.append(step)
