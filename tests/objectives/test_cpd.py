@@ -49,6 +49,12 @@ class Stub(nn.Module):
     def text_embedding(self, feats):
         return self.txt(feats)
 
+    def encode_video(self, frames, keep=None):  # as VideoTextModel.encode_video
+        return self.video_embedding(self.video_model(frames, keep))
+
+    def encode_text(self, texts):  # as VideoTextModel.encode_text
+        return self.text_embedding(self.text_model(texts))
+
 
 def _setup(loss="cross_pair", num_noise=4, momentum=0.5, seed=0):
     torch.manual_seed(seed)

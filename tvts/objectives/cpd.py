@@ -176,9 +176,8 @@ class CPDObjective(nn.Module):
     @staticmethod
     def embed(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """f^v ``[B, D]`` of the clips and f^t ``[B, D]`` of their captions, l2-normalised, float32."""
-        video = model.video_model(batch["frames"], batch.get("keep"))
-        f_v = model.video_embedding(video)
-        f_t = model.text_embedding(model.text_model(list(batch["captions"])))
+        f_v = model.encode_video(batch["frames"], batch.get("keep"))
+        f_t = model.encode_text(list(batch["captions"]))
         return F.normalize(f_v.float(), dim=-1), F.normalize(f_t.float(), dim=-1)
 
     def forward(self, model: nn.Module, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -25,6 +25,7 @@ from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
 from tvts.data.manifest import ManifestDataset, collate_manifest
 from tvts.data.shards import ShardDataset
 from tvts.data.transforms import VideoTransform
+from tvts.errors import ConfigError
 from tvts.models import build_model
 from tvts.models.convert import init_video_from_mae
 from tvts.models.tvts import load_state_strict
@@ -105,8 +106,6 @@ def validation_data(cfg: RecipeConfig, root: Path, val_list: Path, info: DistInf
     if cfg.train.curriculum.trigger != "plateau":
         return None
     if not Path(val_list).is_file():
-        from tvts.errors import ConfigError
-
         raise ConfigError(f"the plateau trigger validates on {val_list}, which does not exist (set data.val_list)",
                           field="train.curriculum.trigger")
     return TranscriptVideoDataset(root, val_list, **_dataset_args(cfg, train=False)), cfg.eval.batch_size, info.device
