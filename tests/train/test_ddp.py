@@ -35,6 +35,11 @@ def _model(bert_dir):
     return build_model(tiny_model_config(bert_dir)).eval()  # eval: no dropout, so both runs are deterministic
 
 
+def _scaled_error(got: torch.Tensor, ref: torch.Tensor, floor: float) -> float:
+    """max |got - ref| over max(max |ref|, floor)."""
+    return (got - ref).abs().max().item() / max(ref.abs().max().item(), floor)
+
+
 def _grads(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -74,7 +79,15 @@ def test_two_process_step_equals_one_process_step(tmp_path):
 
     assert torch.allclose(got["loss"], loss.detach(), rtol=1e-5, atol=1e-6)
     assert set(got["grads"]) == set(ref)
-    for name, g in ref.items():
-        assert torch.allclose(got["grads"][name], g, rtol=1e-4, atol=1e-6), name
+    # 1 and 2 processes sum in different orders: float32 rounding differs by ~1e-6 of a tensor's largest
+    # element, and an element near zero has no relative precision of its own. So each error is measured
+    # against the tensor's scale, floored at 1e-5 of the largest gradient (a key bias's gradient is zero in
+    # exact arithmetic: what is left is rounding noise). A wrong average (x2) or a missing all-gather
+    # (negatives from the local half only) moves the gradients by a large fraction of that scale.
+    floor = 1e-5 * max(g.abs().max().item() for g in ref.values())
+    errors = {name: _scaled_error(got["grads"][name], g, floor) for name, g in ref.items()}
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < 1e-4, (worst, errors[worst])
+    assert min(_scaled_error(2 * g, g, floor) for g in ref.values() if g.abs().max() > floor) > 0.5  # the check can fail
     # The text encoder receives contrastive gradient (and only that), so it must be in the comparison.
     assert any(n.startswith("text_model.") for n in ref)
