@@ -70,7 +70,7 @@ def test_unknown_config_name_lists_known_ones():
     (["model.video.num_groups=4", "model.video.group_layers=[9]"], "model.video.group_layers"),
     (["model.video.num_groups=4"], "model.video.group_layers"),
     # a 3D CNN cannot drop tokens; its depth is a ResNet depth
-    (["model.video.arch=r3d_slow", "model.video.depth=34"], "model.video.mask_ratio"),
+    (["model.video.arch=r3d_slow", "model.video.depth=34", "model.video.mask_ratio=0.5"], "model.video.mask_ratio"),
     (["model.video.arch=r3d_slow", "model.video.depth=4", "model.video.mask_ratio=0"], "model.video.depth"),
     # encoding the K parts of a clip on their own needs T divisible by K * tubelet
     (["objective.name=vcop", "model.video.num_frames=6", "model.video.max_slots=3"], "model.video.num_frames"),

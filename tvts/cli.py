@@ -34,7 +34,8 @@ def cmd_make_synthetic(args) -> int:
     from tvts.data.synthetic import make_synthetic
 
     kw = {k: v for k, v in (("num_train", args.num_train), ("num_val", args.num_val), ("num_heldout", args.num_heldout)) if v is not None}
-    summary = make_synthetic(args.out, seed=args.seed, workers=args.workers, **kw)
+    summary = make_synthetic(args.out, seed=args.seed, workers=args.workers, spotlight=args.spotlight,
+                             scene_group=args.scene_group, **kw)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--num-val", type=int, default=None, help="held-out narrated videos, for sort accuracy")
     sp.add_argument("--num-heldout", type=int, default=None, help="held-out single-event clips with captions and labels")
     sp.add_argument("--workers", type=int, default=2, help="processes that render and encode videos")
+    sp.add_argument("--spotlight", action="store_true", help="only the acting shape in colour (version 2's shortcut)")
+    sp.add_argument("--scene-group", type=int, default=2,
+                    help="narrated videos per scene, in direction pairs (1: every video on its own)")
     sp.set_defaults(func=cmd_make_synthetic)
 
     sp = sub.add_parser("config", help="print a recipe with every field resolved (after overrides)")

@@ -68,7 +68,7 @@ class VideoEncoderConfig:
     num_groups: int = 0
     group_layers: list[int] = field(default_factory=list)
     group_tau: float = 1.0  # Gumbel-softmax temperature of the hard assignment
-    pool: str = "cls"  # video embedding from the [CLS] (cls) or the mean of the group tokens (groups, S-ViLM)
+    pool: str = "cls"  # video embedding from the [CLS] (cls), the mean of the other tokens (mean) or of the group tokens (groups, S-ViLM)
 
 
 @dataclass
@@ -149,6 +149,8 @@ class SyntheticConfig:
     num_heldout: int = 320
     size: int = 64
     fps: float = 4.0
+    spotlight: bool = False  # version 2's look: only the acting shape in colour (a shortcut; see tvts.data.synthetic)
+    scene_group: int = 2  # consecutive narrated videos sharing a scene, in direction pairs (2j + 1 replays 2j reversed); 1: none
 
 
 @dataclass
@@ -160,14 +162,19 @@ class DataConfig:
     manifest: str = ""  # a JSONL manifest (see `tvts data manifest`) to train on instead of a YT-Temporal root
     shards: str = ""  # a folder of WebDataset shards (see `tvts data shard`) to stream instead
     shuffle_buffer: int = 1000  # samples in the shuffle buffer of a shard stream
+    group_size: int = 1  # consecutive split-list entries shuffled as one group and kept in one batch (hard negatives)
     caption_manifest: str = ""  # a second corpus of captioned videos (WebVid-style), contrastive loss only
     caption_ratio: float = 0.0  # fraction of the steps that train on a caption batch (0.5 alternates, TVTSv2)
     decode_timeout: float = 0.0  # >0: seconds one sample may take before it is skipped as "timeout"
     decode_backend: str = "pyav"  # pyav | torchcodec (needs the torchcodec extra and FFmpeg's libraries)
+    text_features: bool = True  # frozen text tower: encode each text the corpus can produce once, before step 1
+    frame_store: bool = False  # decode every training video once into one uint8 file at training resolution
+    cache_dir: str = ""  # where text-feature tables and frame stores are kept for later runs; empty: <train.out_dir>/cache
     segment_seconds: float = 4.0  # l
     gap: float = 1.0
     min_words: int = 1
     resize_ratio: float = 1.2  # short side resized to img_size * ratio before the crop
+    time_order: str = "keep"  # keep | shuffle: a control that shows the frames in random order (appearance only)
     workers: int = 2
     max_retries: int = 10
     max_bad_fraction: float = 0.2  # abort (with a report) when more samples than this are bad
@@ -404,7 +411,8 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     _require(0.0 <= v.mask_ratio < 1.0, "mask_ratio must be in [0, 1)", "model.video.mask_ratio", source)
     _require(v.mask_kind in ("random", "tube"), f"unknown mask_kind '{v.mask_kind}'", "model.video.mask_kind", source)
     _require(v.act in ("gelu", "quick_gelu"), f"unknown activation '{v.act}'", "model.video.act", source)
-    _require(v.pool in ("cls", "groups"), f"unknown pool '{v.pool}'", "model.video.pool", source)
+    _require(v.pool in ("cls", "mean", "groups"), f"unknown pool '{v.pool}'", "model.video.pool", source)
+    _require(v.pool != "mean" or v.arch == "joint", "pool mean is implemented for the joint ViT", "model.video.pool", source)
     _require(v.num_groups >= 0, "num_groups must be >= 0", "model.video.num_groups", source)
     if v.num_groups or v.group_layers or v.pool == "groups":
         _require(v.arch == "joint", "group tokens are implemented for the joint ViT only", "model.video.arch", source)
@@ -506,4 +514,12 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
              "data.caption_manifest", source)
     _require(d.decode_backend in ("pyav", "torchcodec"), f"unknown decode_backend '{d.decode_backend}'",
              "data.decode_backend", source)
+    from tvts.data.transforms import TIME_ORDERS
+
+    _require(d.time_order in TIME_ORDERS, f"unknown time_order '{d.time_order}' (known: {', '.join(TIME_ORDERS)})",
+             "data.time_order", source)
     _require(d.shuffle_buffer >= 0, "shuffle_buffer must be >= 0", "data.shuffle_buffer", source)
+    _require(d.group_size >= 1 and t.batch_size % d.group_size == 0, "group_size must be >= 1 and divide train.batch_size",
+             "data.group_size", source)
+    _require(d.group_size == 1 or not d.shards, "shards are streamed in their own order: group_size must be 1",
+             "data.group_size", source)

@@ -269,3 +269,33 @@ def test_annotation_events_are_read_and_validated(tmp_path):
     with pytest.raises(SampleError) as e:
         load_yt_annotation(p)
     assert e.value.reason == "bad_annotation" and "events[1]" in str(e.value) and str(p) in str(e.value)
+
+
+def test_reachable_segment_texts_hold_every_sampled_segment_and_nothing_else():
+    """Property: every text of many training draws is in the enumerated set, and every enumerated text is the
+    text of some segment at some start (checked on a fine grid of starts plus the breakpoints)."""
+    from tvts.data.transcripts import reachable_segment_texts
+
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        n = int(rng.integers(5, 60))
+        times = np.sort(rng.uniform(0, 40, n)).round(2)
+        tr = Transcript([f"w{j}" for j in range(n)], times, duration=40.0)
+        min_words = int(trial % 3)
+        reachable = reachable_segment_texts(tr, 3, 4.0, 1.0, min_words=min_words)
+        drawn = set()
+        for _ in range(300):
+            try:
+                drawn |= set(sample_segments(tr, 3, 4.0, 1.0, rng, min_words=min_words, max_tries=1).texts)
+            except SampleError:
+                continue
+        assert drawn <= reachable
+        grid = np.unique(np.concatenate([np.linspace(0, 40 - 14, 20001), times, times - 4, times - 5, times - 9, times - 10]))
+        produced = set()
+        for s in grid[(grid >= 0) & (grid <= 26)]:
+            texts = segment_texts(tr, segment_bounds(s, 3, 4.0, 1.0))
+            if all(len(t.split()) >= min_words for t in texts):
+                produced |= set(texts)
+        assert reachable <= produced
+    short = Transcript(["a"], [1.0], duration=10.0)
+    assert reachable_segment_texts(short, 3, 4.0, 1.0) == set()

@@ -15,7 +15,9 @@ def test_heldout_protocols_share_one_encoding(eval_data, tiny_model_dir, tmp_pat
                   progress=False)
     res = heldout_protocols(enc, eval_data["heldout"], tmp_path)
     assert sum(seen) == 16  # every clip once
-    assert set(res) == {"retrieval", "recognition", "linear_probe", "knn", "multiple_choice", "v2v"}
+    assert set(res) == {"retrieval", "recognition", "linear_probe", "knn", "multiple_choice", "direction", "v2v"}
+    d = res["direction"]
+    assert d["num_videos"] == 8 and d["chance_top1"] == 50.0 and d["top1"] in {100.0 * k / 8 for k in range(9)}
     mc = res["multiple_choice"]
     assert mc["num_videos"] == 8 and mc["num_candidates"] == 8 and 0 <= mc["top1"] <= mc["top5"] <= 100
     assert res["retrieval"]["num_queries"] == res["retrieval"]["num_videos"] == 8
@@ -28,6 +30,7 @@ def test_heldout_protocols_share_one_encoding(eval_data, tiny_model_dir, tmp_pat
     assert (tmp_path / "confusion_linear_probe.png").stat().st_size > 1000
     table = results_table(res)
     assert "linear probe" in table and "kNN (k=8)" in table and "Video-to-video" in table and "Multiple choice" in table
+    assert "Direction test" in table
     seen.clear()
     again = heldout_protocols(enc, eval_data["heldout"], None)  # features cached in cache_dir: nothing re-encoded
     assert seen == [] and again["knn"] == res["knn"]

@@ -9,7 +9,7 @@ import torch
 
 from tvts.errors import ConfigError
 from tvts.eval.annotations import LabelledSet
-from tvts.eval.protocols import (class_embeddings, frozen_feature_protocols, linear_probe, retrieval_from_features,
+from tvts.eval.protocols import (caption_vs_foil, class_embeddings, frozen_feature_protocols, linear_probe, retrieval_from_features,
                                  sort_accuracy, ssv2_mc_candidates)
 from tvts.objectives.sorting import pairs, permutation_index
 
@@ -29,6 +29,16 @@ def _labelled(n_per_class: int, classes: int) -> LabelledSet:
     labels = [c for c in range(classes) for _ in range(n_per_class)]
     return LabelledSet("toy", [f"v{i}" for i in range(len(labels))], [""] * len(labels), labels,
                        [f"class{c}" for c in range(classes)], [f"desc {c} {i}" for i, c in enumerate(labels)])
+
+
+def test_caption_vs_foil_against_a_direct_count():
+    g = torch.Generator().manual_seed(0)
+    video, caption, foil = (torch.nn.functional.normalize(torch.randn(50, 8, generator=g), dim=-1) for _ in range(3))
+    expected = sum(float(video[i] @ caption[i]) > float(video[i] @ foil[i]) for i in range(50))
+    out = caption_vs_foil(video, caption, foil)
+    assert out == {"top1": 100.0 * expected / 50, "num_videos": 50, "chance_top1": 50.0}
+    assert caption_vs_foil(video, video, foil)["top1"] == 100.0  # the clip's own direction always wins
+    assert caption_vs_foil(video, caption, caption)["top1"] == 0.0  # a tie is not a right answer
 
 
 def test_ssv2_mc_one_candidate_per_class_seeded():

@@ -56,6 +56,25 @@ def test_killed_run_resumes_to_the_same_weights(assets, tmp_path, monkeypatch):
     assert steps == [1, 2, 3, 4, 5, 6]  # the log reads as one run
 
 
+def test_frozen_text_features_and_frame_store_train_and_resume_exactly(assets, tmp_path):
+    """The main job's fast path (precomputed text features, frame store, direction pairs kept in one batch):
+    a killed run resumes to the weights of an uninterrupted one, and the table and store are reused."""
+    from dataclasses import replace
+
+    def recipe(out):
+        cfg = _recipe(assets, out, steps=6)
+        model = replace(cfg.model, text=replace(cfg.model.text, trainable_layers=0))
+        data = replace(cfg.data, frame_store=True, group_size=2, cache_dir=str(tmp_path / "cache"))
+        return replace(cfg, model=model, data=data)
+
+    straight = pretrain(recipe(tmp_path / "straight"))
+    cache = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert any(n.startswith("text_features_") for n in cache) and any(n.startswith("frames_") for n in cache)
+    _, resumed = kill_and_resume(recipe, tmp_path / "resumed", 4)
+    assert_same_weights(straight, resumed)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == cache  # found again, not rebuilt
+
+
 def test_checkpoints_are_complete_or_absent(assets, tmp_path, monkeypatch):
     """A crash while writing a checkpoint leaves the previous one as 'latest'."""
     real_save = ckpt_mod.save_checkpoint
@@ -86,6 +105,32 @@ def test_sampler_splits_processes_and_resumes_mid_epoch():
     assert list(s) == full[4:]
     s.set_position(1, 0)
     assert list(s) != full  # a new order every epoch
+
+
+def test_grouped_sampler_keeps_groups_whole_in_every_batch():
+    """group_size=4: each epoch permutes whole groups (4 consecutive indices, in order), so batches of 8 hold
+    two whole groups; split across 2 processes by group; a resume mid-epoch continues the same order."""
+    s = ResumableSampler(24, seed=3, group_size=4)
+    for epoch in (0, 1):
+        s.set_position(epoch, 0)
+        order = list(s)
+        assert sorted(order) == list(range(24))
+        for b in range(0, 24, 8):
+            batch = order[b:b + 8]
+            assert {i // 4 for i in batch[:4]} != {i // 4 for i in batch[4:]}
+            for g in (batch[:4], batch[4:]):
+                assert g == list(range(g[0], g[0] + 4)) and g[0] % 4 == 0
+    s.set_position(0, 0)
+    first = list(s)
+    s.set_position(1, 0)
+    assert list(s) != first
+    s.set_position(0, 8)
+    assert list(s) == first[8:]
+    r0, r1 = list(ResumableSampler(24, 3, 0, 2, group_size=4)), list(ResumableSampler(24, 3, 1, 2, group_size=4))
+    assert sorted(r0 + r1) == list(range(24)) and len(r0) == len(r1) == 12
+    assert all(g[0] % 4 == 0 and g == list(range(g[0], g[0] + 4)) for r in (r0, r1) for g in (r[:4], r[4:8], r[8:]))
+    with pytest.raises(ValueError):
+        ResumableSampler(10, seed=0, group_size=4)
 
 
 def test_training_reads_manifests_and_caption_records_train_contrastive_only(assets, tmp_path):

@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 from tvts.data.decode import decode_frames, probe
 from tvts.data.masking import full_mask, random_mask, tube_mask
 from tvts.data.sampling import tsn_timestamps
-from tvts.data.transcripts import load_yt_annotation, sample_segments, shuffle_segments, span_seconds
+from tvts.data.transcripts import (load_yt_annotation, reachable_segment_texts, sample_segments, shuffle_segments,
+                                   span_seconds)
 from tvts.data.transforms import VideoTransform
 from tvts.errors import ConfigError, SampleError
 
@@ -228,7 +229,23 @@ class TranscriptVideoDataset(Dataset):
         self.video_tolerance = float(video_tolerance)
         self.decode_threads = decode_threads
         self.decode_backend = decode_backend
+        self.frame_store = None  # a tvts.data.frame_store.FrameStore of video_path(i) for every i, or None: decode
         self.epoch = 0
+
+    def video_path(self, index: int) -> str:
+        """The video file of sample ``index``."""
+        return yt_paths(self.root, self.names[index])[0]
+
+    def duration(self, index: int, video_path: str) -> float:
+        """The video's duration in seconds (from the frame store when there is one, else the file's headers)."""
+        return self.frame_store.duration(index) if self.frame_store is not None else probe(video_path).duration
+
+    def frames(self, index: int, video_path: str, times: np.ndarray, rng) -> torch.Tensor:
+        """The transformed frames of sample ``index`` at ``times``: float32 ``[M, 3, size, size]``, decoded from
+        ``video_path`` or read from the frame store (the same pixels)."""
+        if self.frame_store is not None:
+            return self.transform(self.frame_store.frames(index, times), rng, resized=True)
+        return self.transform(decode_frames(video_path, times, threads=self.decode_threads, backend=self.decode_backend), rng)
 
     def set_epoch(self, epoch: int) -> None:
         """Change the training randomness (ignored when ``train=False``)."""
@@ -236,6 +253,17 @@ class TranscriptVideoDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def sample_texts(self, index: int) -> set[str]:
+        """Every text a training draw of ``index`` can carry (Eq. 1's segments at every possible start), for
+        precomputing a frozen text tower's features; empty when the annotation cannot be read (the sample
+        is then bad at training time and reported there)."""
+        try:
+            transcript = load_yt_annotation(yt_paths(self.root, self.names[index])[1])
+        except SampleError:
+            return set()
+        return reachable_segment_texts(transcript, self.num_segments, self.segment_seconds, self.gap,
+                                       min_words=self.min_words)
 
     def _load(self, index: int, rng: np.random.Generator) -> dict:
         name = self.names[index]
@@ -257,13 +285,12 @@ class TranscriptVideoDataset(Dataset):
         )
         s1, ek = float(segs.bounds[0, 0]), float(segs.bounds[-1, 1])
         times = tsn_timestamps(s1, ek, self.num_frames, train_rng)
-        info = probe(video_path)
-        if info.duration < ek - self.video_tolerance:
+        duration = self.duration(index, video_path)
+        if duration < ek - self.video_tolerance:
             raise SampleError(
-                "too_short", video_path, f"video is {info.duration:.3f} s but the segments end at {ek:.3f} s"
+                "too_short", video_path, f"video is {duration:.3f} s but the segments end at {ek:.3f} s"
             )
-        frames = decode_frames(video_path, times, threads=self.decode_threads, backend=self.decode_backend)
-        x = self.transform(frames, rng)
+        x = self.frames(index, video_path, times, rng)
         texts, order = shuffle_segments(segs.texts, rng if self.shuffle else None)
         sample = {
             "frames": x,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from tvts.errors import ConfigError, SampleError
 
@@ -172,9 +173,9 @@ def _decode_torchcodec(path: str, ts: np.ndarray, threads: int | None) -> np.nda
         raise SampleError("decode", path, f"torchcodec: {str(e)[:200]}") from e
 
 
-def _frame_time(frame, start: int, time_base, prev_time: float | None, step: float) -> float:
+def _frame_time(frame, start: int, time_base: float, prev_time: float | None, step: float) -> float:
     if frame.pts is not None:
-        return float((frame.pts - start) * time_base)
+        return (frame.pts - start) * time_base  # float time base: a Fraction product per frame costs ~8 us
     # No pts (rare, some raw streams): continue from the previous frame at the nominal frame rate.
     return 0.0 if prev_time is None else prev_time + step
 
@@ -186,10 +187,13 @@ def _scan(container, stream, path, sorted_ts, order, *, check_seek: bool):
     n = sorted_ts.size
     out: np.ndarray | None = None
     start = _stream_start(stream)
-    time_base = stream.time_base
+    time_base = float(stream.time_base)
     rate = stream.average_rate or stream.guessed_rate
     step = 1.0 / float(rate) if rate else 0.04
     size = None  # (width, height) of the first frame; later frames are converted to it
+    # One reformatter for the whole scan: frame.to_ndarray(format=...) builds a new one (a new swscale
+    # context) per frame, which costs more than decoding a small frame. Same pixels either way.
+    reformatter = VideoReformatter()
     prev = None  # (frame, converted array or None) of the last frame with time <= the pending request
     prev_time = None
     j = 0
@@ -198,7 +202,7 @@ def _scan(container, stream, path, sorted_ts, order, *, check_seek: bool):
         nonlocal size, out
         if size is None:
             size = (frame.width, frame.height)
-        arr = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+        arr = reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray()
         if out is None:
             out = np.empty((n, size[1], size[0], 3), dtype=np.uint8)
         return arr
@@ -241,26 +245,33 @@ def _scan(container, stream, path, sorted_ts, order, *, check_seek: bool):
     return out
 
 
-def decode_all(path: str | os.PathLike, *, threads: int | None = None) -> np.ndarray:
-    """Decode every frame of the first video stream: uint8 ``[N, H, W, 3]`` (RGB). Baseline for benchmarks;
-    training uses :func:`decode_frames`."""
+def decode_all(path: str | os.PathLike, *, threads: int | None = None, return_times: bool = False):
+    """Decode every frame of the first video stream: uint8 ``[N, H, W, 3]`` (RGB), and with ``return_times``
+    also each frame's time in seconds (float64 ``[N]``, from the stream start as in :func:`decode_frames`).
+    Used by the frame store (:mod:`tvts.data.frame_store`) and as a benchmark baseline; training samples use
+    :func:`decode_frames`."""
     path = os.fspath(path)
-    frames = []
+    frames, times = [], []
     size = None
+    reformatter = VideoReformatter()
     with _open(path) as container:
         stream = _video_stream(container, path)
         if threads is not None:
             stream.thread_type = "AUTO"
             stream.thread_count = int(threads)
+        start, time_base = _stream_start(stream), float(stream.time_base)
+        rate = stream.average_rate or stream.guessed_rate
+        step = 1.0 / float(rate) if rate else 0.04
         try:
             for frame in container.decode(stream):
                 if size is None:
                     size = (frame.width, frame.height)
-                frames.append(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+                times.append(_frame_time(frame, start, time_base, times[-1] if times else None, step))
+                frames.append(reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray())
         except _AV_ERRORS as e:
             if not frames:
                 raise SampleError("unreadable", path, f"no frame could be decoded: {e}") from e
             raise SampleError("decode", path, f"after {len(frames)} frame(s): {e}") from e
     if not frames:
         raise SampleError("unreadable", path, "no frame could be decoded")
-    return np.stack(frames)
+    return (np.stack(frames), np.asarray(times, dtype=np.float64)) if return_times else np.stack(frames)

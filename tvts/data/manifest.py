@@ -41,7 +41,8 @@ import torch
 from tvts.data.datasets import TranscriptVideoDataset, _Names, collate, make_mask, read_split_list, yt_paths
 from tvts.data.decode import decode_frames, probe
 from tvts.data.sampling import tsn_timestamps
-from tvts.data.transcripts import Transcript, clean_word, load_yt_annotation, sample_segments
+from tvts.data.transcripts import (Transcript, clean_word, load_yt_annotation, reachable_segment_texts, sample_segments,
+                                   span_seconds)
 from tvts.errors import ConfigError, SampleError
 
 __all__ = [
@@ -359,6 +360,25 @@ class ManifestDataset(TranscriptVideoDataset):
         self.timeout = float(timeout)
         super().__init__(self.records.base, list(self.records.ids), *args, **kwargs)
 
+    def video_path(self, index: int) -> str:
+        return self.records.video_path(index)
+
+    def sample_texts(self, index: int) -> set[str]:
+        """As :meth:`TranscriptVideoDataset.sample_texts`: a caption record's caption; a transcript record's
+        reachable segments (without a ``duration``, every start up to its last word, a superset)."""
+        r = self.records
+        kind = int(r.kind[index])
+        if kind == CAPTION:
+            return {r.texts[index]}
+        if kind != TRANSCRIPT:
+            return set()
+        duration = float(r.duration[index])
+        if math.isnan(duration):
+            a, b = int(r.word_start[index]), int(r.word_start[index + 1])
+            duration = (float(r.times[b - 1]) if b > a else 0.0) + span_seconds(self.num_segments, self.segment_seconds, self.gap)
+        return reachable_segment_texts(r.transcript(index, duration), self.num_segments, self.segment_seconds, self.gap,
+                                       min_words=self.min_words)
+
     def _load(self, index: int, rng: np.random.Generator, video: str | None = None) -> dict:
         """The item of record ``index``; ``video`` replaces its video path (a shard reader's in-memory copy).
         Loading it takes at most ``timeout`` seconds (0: no limit), else ``SampleError("timeout")``."""
@@ -378,14 +398,14 @@ class ManifestDataset(TranscriptVideoDataset):
                 duration = probe(video).duration
             return self._transcript_sample(r.transcript(index, duration), video, r.ids[index], index, rng)
         train_rng = rng if self.train else None
-        info = probe(video)
-        times = tsn_timestamps(0.0, info.duration, self.num_frames, train_rng)
-        frames = self.transform(decode_frames(video, times, threads=self.decode_threads, backend=self.decode_backend), rng)
+        duration = self.duration(index, video)
+        times = tsn_timestamps(0.0, duration, self.num_frames, train_rng)
+        frames = self.frames(index, video, times, rng)
         sample = {
             "frames": frames,
             "texts": [r.texts[index]],
             "caption": r.texts[index],
-            "bounds": torch.tensor([[0.0, info.duration]], dtype=torch.float64),
+            "bounds": torch.tensor([[0.0, duration]], dtype=torch.float64),
             "frame_times": torch.from_numpy(times),
             "video_id": r.ids[index],
             "index": index,

@@ -2,18 +2,34 @@
 
 Why it exists: the TVTS pretext task shuffles K narration segments of a video and asks the model to
 put them back in order using the video. This dataset is built so that the order can be recovered
-*only* from the video: each narrated video is a sequence of 4-8 independent events
-(:data:`EVENT_SECONDS` = 5 s each, event ``e`` spans ``[5e, 5e + 5)``), every event is an action of
-one shape drawn i.i.d. (action uniformly among the feasible ones, then the acting shape uniformly
-among the shapes that can do it), so the sentences alone carry next to no order information (only
-the 3 size levels constrain the order of one shape's Grow and Shrink), while each sentence names
+*only* from the video, and only by seeing the motion: each narrated video is a sequence of 4-8
+independent events (:data:`EVENT_SECONDS` = 5 s each, event ``e`` spans ``[5e, 5e + 5)``), every event is
+an action of one shape drawn i.i.d. (action uniformly among the feasible ones, then the acting shape
+uniformly among the shapes that can do it), so the sentences alone carry next to no order information
+(only the 3 size levels constrain the order of one shape's Grow and Shrink), while each sentence names
 exactly what happens on screen during its time span.
 
-Scene: a plain or mildly textured dark background (different per video) with 2-3 shapes, each of a
-distinct kind (:data:`SHAPES`) and a distinct colour (:data:`COLOURS`). A shape is drawn in its colour
-only while it acts and in grey (:data:`IDLE_GREY`) otherwise. Kind and colour never change
-within a video, so "the red square" names one shape. Sizes take one of 3 levels (ratio
-:data:`GROWTH` between levels); positions live on a torus (shapes wrap around the frame edges).
+Scene: a plain or mildly textured dark background (different per scene) with 2-3 shapes, each of a
+distinct kind (:data:`SHAPES`) and a distinct colour (:data:`COLOURS`), all drawn in their colours all the
+time, in a fixed order. Kind and colour never change within a video, so "the red square" names one shape.
+Sizes take one of 3 levels (ratio :data:`GROWTH` between levels); positions live on a torus (shapes wrap
+around the frame edges).
+
+No shortcut (version 3). What a single still frame shows is the same kind of picture at every moment:
+which shape acts can only be seen by comparing frames, and how it acts only from their order.
+
+- *No spotlight* by default: version 2 drew the idle shapes grey and only the acting one in colour, so the
+  colour lit at each moment sorted the transcripts with no motion seen (and held-out action recognition
+  stayed at chance). ``spotlight=True`` brings that look back, for comparison.
+- *Hard negatives from one scene* (``scene_group``): G consecutive videos start from the same scene and
+  have the same shapes acting at the same moments; only what they do differs. They come in direction
+  pairs: videos 2j and 2j + 1 do the same actions in :data:`OPPOSITE` directions (the second's size levels
+  mirrored, so every replayed Grow/Shrink is feasible); the pairs of a group draw their actions
+  independently. Narrations are drawn per video. Kept in one training batch (``data.group_size``), the
+  videos of a group are each other's negatives that appearance cannot tell apart: the same shapes,
+  colours, background and moments; a pair differs only in directions, two pairs in the actions.
+
+The narration names actions exactly as version 2 did (no word that gives the time order away).
 
 Every non-circle shape carries a small black dot (its "eye") near its top, so that its orientation
 is visible: without it a square turned by 90 degrees looks unchanged and a triangle turned 90 degrees
@@ -23,8 +39,7 @@ Actions (:data:`ACTIONS`, the class order used everywhere, 0-based in code, 1-ba
 ``classInd.txt``): ``MoveLeft``, ``MoveRight``, ``MoveUp``, ``MoveDown`` (slide by 1/4 of the frame),
 ``Grow``, ``Shrink`` (one size level, smooth geometric change), ``RotateClockwise``,
 ``RotateCounterclockwise`` (90 degrees as seen on screen; never a circle). Motion is eased
-(``(1 - cos(pi u)) / 2`` for event progress ``u``); the other shapes stay still; the acting shape is
-drawn on top during its event.
+(``(1 - cos(pi u)) / 2`` for event progress ``u``); the other shapes stay still.
 
 Narration: one sentence per event from several templates and synonyms ("now the red square moves
 to the left", "watch the blue circle getting bigger"), spoken during the event (first word
@@ -57,16 +72,18 @@ truth: ``start``, ``end``, ``action``, ``shape``, ``colour``, ``caption``, and t
 ``before``/``after`` state ``{"x", "y", "radius", "angle"}`` in pixels/degrees, positions modulo
 the frame size) and ``shapes`` (the initial scene, same state fields plus ``shape``/``colour``).
 
-Held-out clips: clip ``i`` has action ``ACTIONS[i % 8]``; within each class the clips alternate
-train/test (``i + i // 8`` even: train, odd: test), so every 16 consecutive clips give each class
+Held-out clips: one event each, the same scenes, actions, timings and captions as version 2's; only the
+idle shapes now show their colours (and the actor is no longer drawn on top of them), which can only make
+the clips harder. Clip ``i`` has action ``ACTIONS[i % 8]``; within each class the clips alternate train/test (``i + i // 8`` even: train, odd: test), so every 16 consecutive clips give each class
 one train and one test clip, and 8 clips already give 4 of each. Retrieval
 uses the test half. Each MSR-VTT ``videos`` entry also carries the ground truth (``action``,
 ``category`` = 0-based class index, ``shape``, ``colour``, ``event_start``, ``event_end``,
 ``duration``) and its UCF-style path (``ucf_path``).
 
-Everything is deterministic for a seed: each video draws from its own
-``numpy.random.default_rng([seed, split_code, index])``, independent of the number of workers, and
-x264 runs single-threaded, so the annotations are byte-identical and the decoded frames identical.
+Everything is deterministic for a seed: a video draws from generators seeded by ``[seed, split_code, ...]``
+and its own index, its scene's and its pair's (never from a shared stream), independent of the number of
+workers, and x264 runs single-threaded, so the annotations are byte-identical and the decoded frames
+identical.
 
 Default size: 2400 train + 200 val narrated videos (~30 s each) and 320 held-out clips, 64x64 at
 4 fps: about 40 s with 2 workers on an idle 2-core machine, ~90 MB.
@@ -95,6 +112,7 @@ __all__ = [
     "GROWTH",
     "IDLE_GREY",
     "MOVE_FRACTION",
+    "OPPOSITE",
     "NUM_EVENTS",
     "SHAPES",
     "SIZE_LEVELS",
@@ -102,7 +120,7 @@ __all__ = [
     "make_synthetic",
 ]
 
-VERSION = "narrated-shapes/2"
+VERSION = "narrated-shapes/3"
 """Generator version; part of the cache key in ``dataset.json``. Bump it when the output changes."""
 
 EVENT_SECONDS = 5.0
@@ -135,12 +153,17 @@ COLOURS = {
 """Shape colours (RGB): hues far enough apart to survive H.264 4:2:0 and downscaling to 32x32."""
 
 IDLE_GREY = (120, 120, 120)
-"""Fill of the shapes that are not acting. A shape shows its colour only during its own events (a
-"spotlight"): like an object that comes into view when the narrator talks about it, this gives the
-sort task a first visual cue (which shape acts when) before motion is understood. Without it every
-event changes only the motion of shapes that look the same in all parts of a clip, and a sort head
-trained from scratch at demo scale never leaves chance (measured: the sort loss stayed at ln 4
-for 2,400 steps)."""
+"""Fill of the shapes that are not acting, with the (optional, off by default) *spotlight*: a shape
+shows its colour only during its own events. Version 2 had it always on; it is a shortcut: which colour
+is lit when sorts the transcripts and identifies the clip without seeing any motion (measured: held-out
+action recognition stayed at chance while sorting reached 0.54)."""
+
+OPPOSITE = {
+    "MoveLeft": "MoveRight", "MoveRight": "MoveLeft", "MoveUp": "MoveDown", "MoveDown": "MoveUp",
+    "Grow": "Shrink", "Shrink": "Grow",
+    "RotateClockwise": "RotateCounterclockwise", "RotateCounterclockwise": "RotateClockwise",
+}
+"""Each action's opposite direction: the second video of a pair replays the first one's events with these."""
 
 SIZE_LEVELS = (0.07, 0.112, 0.1792)
 """Shape radius (fraction of the frame side) at each of the 3 size levels; consecutive levels differ by :data:`GROWTH`."""
@@ -428,8 +451,12 @@ def _draw(draw: ImageDraw.ImageDraw, shape: dict, size: int, idle: bool = False)
                 draw.ellipse([cx + ex - er, cy + ey - er, cx + ex + er, cy + ey + er], fill=(0, 0, 0))
 
 
-def _frames(background: Image.Image, scene: list[dict], events: list[dict], num_frames: int, fps: float):
-    """Yield ``num_frames`` RGB frames (PIL images) of ``scene`` going through ``events`` (times in seconds)."""
+def _frames(background: Image.Image, scene: list[dict], events: list[dict], num_frames: int, fps: float,
+            spotlight: bool = False):
+    """Yield ``num_frames`` RGB frames (PIL images) of ``scene`` going through ``events`` (times in seconds).
+
+    Shapes are drawn in scene order, every one in its colour. With ``spotlight`` the shapes that are not
+    acting are drawn grey and the acting one on top (version 2's look)."""
     size = background.width
     states = [scene]
     for ev in events:
@@ -451,9 +478,9 @@ def _frames(background: Image.Image, scene: list[dict], events: list[dict], num_
         img = background.copy()
         draw = ImageDraw.Draw(img)
         for j, shape in enumerate(current):
-            if j != actor:
-                _draw(draw, shape, size, idle=True)
-        if actor is not None:
+            if not (spotlight and j == actor):
+                _draw(draw, shape, size, idle=spotlight)
+        if spotlight and actor is not None:
             _draw(draw, current[actor], size)
         yield img
 
@@ -501,28 +528,57 @@ def _scene_record(scene: list[dict]) -> list[dict]:
     return [{"shape": s["shape"], "colour": s["colour"], **_state_record(s)} for s in scene]
 
 
+def _mirror_scene(scene: list[dict], size: int) -> list[dict]:
+    """The scene with every size level mirrored (level l -> 2 - l), so that the opposite of any feasible
+    Grow/Shrink sequence is feasible too; kinds, colours, positions and angles stay."""
+    top = len(SIZE_LEVELS) - 1
+    return [{**s, "level": top - s["level"], "radius": _radius(top - s["level"], size)} for s in scene]
+
+
 def _narrated_video(task: dict) -> dict:
-    """Generate one narrated video and its annotation (runs in a worker process)."""
-    size, fps = task["size"], task["fps"]
-    rng = np.random.default_rng([task["seed"], _SPLIT_CODES[task["split"]], task["index"]])
+    """Generate one narrated video and its annotation (runs in a worker process).
+
+    With ``scene_group`` = G > 1, the G consecutive videos ``G*g ... G*g + G - 1`` share one scene
+    (background, shapes, positions, angles) and one plan: the same shapes act at the same moments. What they
+    do is drawn per direction pair: videos 2j and 2j + 1 share their actions, the second doing each in the
+    :data:`OPPOSITE` direction (with its size levels mirrored, so every replayed Grow/Shrink is feasible);
+    different pairs of a group draw their actions independently (uniformly among what the actor can do).
+    The narration of each video is drawn on its own. Without groups (G = 1) each event draws its action
+    first, then the actor among the shapes that can do it (version 2's scheme)."""
+    size, fps, index, group = task["size"], task["fps"], task["index"], task["scene_group"]
+    seed, code = task["seed"], _SPLIT_CODES[task["split"]]
+    rng = np.random.default_rng([seed, code, index // group if group > 1 else index])
     background = _background(rng, size)
     scene = _new_scene(rng, size)
     num_events = int(rng.integers(NUM_EVENTS[0], NUM_EVENTS[1] + 1))
     events, state = [], list(scene)
+    if group > 1:
+        actors = [int(rng.integers(len(scene))) for _ in range(num_events)]  # the group's plan
+        rng = np.random.default_rng([seed, code, index // 2, 1])  # the pair's actions
     while len(events) < num_events:
-        action = ACTIONS[rng.integers(len(ACTIONS))]
-        actor = _pick_actor(rng, action, state)
-        if actor is None:
-            continue
+        if group > 1:
+            actor = actors[len(events)]
+            able = [a for a in ACTIONS if _feasible(a, state[actor])]
+            action = able[int(rng.integers(len(able)))]
+        else:
+            action = ACTIONS[rng.integers(len(ACTIONS))]
+            actor = _pick_actor(rng, action, state)
+            if actor is None:
+                continue
         start = len(events) * EVENT_SECONDS
         events.append({"action": action, "actor": actor, "start": start, "end": start + EVENT_SECONDS})
         state = list(state)
         state[actor] = _apply(action, state[actor], 1.0, size)
+    if group > 1:
+        if index % 2 == 1:
+            scene = _mirror_scene(scene, size)
+            events = [{**ev, "action": OPPOSITE[ev["action"]]} for ev in events]
+        rng = np.random.default_rng([seed, code, index, 2])  # this video's own narration
     records = _event_records(scene, events, size)
     subtitles, denoised = _narration(rng, records)
     duration = num_events * EVENT_SECONDS
     num_frames = int(round(duration * fps))
-    _write_mp4(Path(task["video"]), _frames(background, scene, events, num_frames, fps), size, fps)
+    _write_mp4(Path(task["video"]), _frames(background, scene, events, num_frames, fps, task["spotlight"]), size, fps)
     annotation = {
         "subtitles": subtitles,
         "info": {"duration": duration, "fps": fps, "width": size, "height": size},
@@ -531,7 +587,7 @@ def _narrated_video(task: dict) -> dict:
         "shapes": _scene_record(scene),
     }
     Path(task["annotation"]).write_text(json.dumps(annotation, separators=(",", ":")) + "\n")
-    return {"split": task["split"], "index": task["index"], "bytes": os.path.getsize(task["video"])}
+    return {"split": task["split"], "index": index, "bytes": os.path.getsize(task["video"])}
 
 
 def _heldout_clip(task: dict) -> dict:
@@ -550,7 +606,7 @@ def _heldout_clip(task: dict) -> dict:
     num_frames = lead + event_frames + tail
     start, end = lead / fps, (lead + event_frames) / fps
     events = [{"action": action, "actor": actor, "start": start, "end": end}]
-    _write_mp4(Path(task["video"]), _frames(background, scene, events, num_frames, fps), size, fps)
+    _write_mp4(Path(task["video"]), _frames(background, scene, events, num_frames, fps, task["spotlight"]), size, fps)
     record = _event_records(scene, events, size)[0]
     colour, shape = record["colour"], record["shape"]
     alternatives = [p for p in _VERB_PHRASES[action] if p != CAPTIONS[action]]
@@ -677,6 +733,8 @@ def make_synthetic(
     num_heldout: int = DEFAULT_NUM_HELDOUT,
     size: int = 64,
     fps: float = 4.0,
+    spotlight: bool = False,
+    scene_group: int = 2,
     workers: int = 2,
     progress: bool = True,
 ) -> dict:
@@ -691,6 +749,11 @@ def make_synthetic(
             (class-balanced, half train and half test).
         size: frame width and height in pixels.
         fps: frames per second of every video.
+        spotlight: draw the shapes that are not acting in grey (version 2's look: a shortcut, see
+            :data:`IDLE_GREY`); off by default.
+        scene_group: G consecutive narrated videos share a scene and come in direction pairs (1: every video
+            on its own; else even; see :func:`_narrated_video`). The training sampler keeps a group in one
+            batch with ``data.group_size: G``.
         workers: processes generating videos in parallel (one video per task); ``<= 1`` runs in
             this process. Does not change the output.
         progress: show a tqdm progress bar (if tqdm is installed).
@@ -710,8 +773,10 @@ def make_synthetic(
     params = {
         "num_train": int(num_train), "num_val": int(num_val), "num_heldout": int(num_heldout),
         "size": int(size), "fps": float(fps), "event_seconds": EVENT_SECONDS,
+        "spotlight": bool(spotlight), "scene_group": int(scene_group),
     }
-    if min(params["num_train"], params["num_val"], params["num_heldout"]) < 0 or size < 16 or fps <= 0:
+    bad_group = scene_group < 1 or (scene_group > 1 and scene_group % 2)
+    if min(params["num_train"], params["num_val"], params["num_heldout"]) < 0 or size < 16 or fps <= 0 or bad_group:
         raise ValueError(f"bad parameters for make_synthetic: {params}")
     paths = {k: str(v) for k, v in _paths(out).items()}
     marker = out / "dataset.json"
@@ -733,7 +798,8 @@ def make_synthetic(
     (yt / "meta_data").mkdir(parents=True)
     (held / "videos" / "all").mkdir(parents=True)
 
-    common = {"seed": seed, "size": params["size"], "fps": params["fps"]}
+    common = {"seed": seed, "size": params["size"], "fps": params["fps"], "spotlight": params["spotlight"],
+              "scene_group": params["scene_group"]}
     names = {"train": [], "val": []}
     tasks = []
     for split, count, offset in (("train", num_train, 0), ("val", num_val, num_train)):

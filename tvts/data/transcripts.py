@@ -34,6 +34,7 @@ __all__ = [
     "span_seconds",
     "segment_texts",
     "sample_segments",
+    "reachable_segment_texts",
     "shuffle_segments",
 ]
 
@@ -261,6 +262,34 @@ def sample_segments(
         transcript.path,
         f"after {max_tries} start(s) a segment still had < {min_words} word(s) (last word counts {counts.tolist()})",
     )
+
+
+def reachable_segment_texts(
+    transcript: Transcript, num_segments: int, segment_seconds: float, gap: float = 1.0, *, min_words: int = 1
+) -> set[str]:
+    """Every segment text that a training draw of :func:`sample_segments` can return for ``transcript``.
+
+    Eq. 1's segments are a function of the start S_1 only, and what segment k holds changes only where one
+    of its ends crosses a word time: at S_1 = s_i - (k-1)(l+gap) or s_i - (k-1)(l+gap) - l. Evaluating the
+    sampler's own bounds at every such breakpoint and between every two neighbours therefore visits every
+    possible set of K texts; starts whose segments hold fewer than ``min_words`` words are left out, as the
+    sampler rejects them. Empty when the transcript is shorter than the span.
+    """
+    span = span_seconds(num_segments, segment_seconds, gap)
+    max_start = float(transcript.duration) - span
+    if not max_start >= 0:
+        return set()
+    offsets = np.arange(num_segments, dtype=np.float64) * (segment_seconds + gap)
+    edges = (transcript.times[:, None] - offsets[None, :]).ravel()
+    cuts = np.concatenate([edges, edges - segment_seconds])
+    cuts = np.unique(np.concatenate([[0.0, max_start], cuts[(cuts > 0) & (cuts < max_start)]]))
+    starts = np.concatenate([cuts, (cuts[1:] + cuts[:-1]) / 2])
+    bounds = starts[:, None, None] + np.stack([offsets, offsets + segment_seconds], axis=1)[None]  # [n, K, 2]
+    lo = np.searchsorted(transcript.times, bounds[..., 0], side="left")
+    hi = np.searchsorted(transcript.times, bounds[..., 1], side="right")
+    ok = np.all(hi - lo >= min_words, axis=1)
+    ranges = np.unique(np.stack([lo[ok].ravel(), hi[ok].ravel()], axis=1), axis=0)
+    return {" ".join(transcript.words[a:b]) for a, b in ranges.tolist()}
 
 
 def shuffle_segments(

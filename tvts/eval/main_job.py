@@ -29,11 +29,12 @@ def _labelled_rows(feats, ds: LabelledSet, ucf_to_id: dict[str, str]) -> tuple[t
 
 def heldout_protocols(enc, heldout: Path, figures_dir: Path | None = None) -> dict:
     """Every held-out-clip protocol from one encoding of the clips; returns the ``retrieval``,
-    ``recognition``, ``linear_probe``, ``knn``, ``multiple_choice`` and ``v2v`` parts of ``results.json``."""
-    from tvts.data.synthetic import CAPTIONS
+    ``recognition``, ``linear_probe``, ``knn``, ``multiple_choice``, ``direction`` and ``v2v`` parts of
+    ``results.json``."""
+    from tvts.data.synthetic import CAPTIONS, OPPOSITE
     from tvts.eval.figures import confusion_matrix_png
     from tvts.eval.metrics import v2v_retrieval_metrics
-    from tvts.eval.protocols import (class_embeddings, classification_result, frozen_feature_protocols,
+    from tvts.eval.protocols import (caption_vs_foil, class_embeddings, classification_result, frozen_feature_protocols,
                                      multiple_choice, retrieval_from_features)
 
     meta = json.loads((heldout / "msrvtt" / "MSRVTT_data.json").read_text())["videos"]
@@ -69,6 +70,20 @@ def heldout_protocols(enc, heldout: Path, figures_dir: Path | None = None) -> di
     mc_video, mc_keep = feats.rows([ucf_to_id[v] for v in test.video_ids])
     results["multiple_choice"] = {**multiple_choice(enc, mc_set, mc_video, mc_keep, seed=0),
                                   "dataset": f"{test.name} (held-out test clips, captions)"}
+    # The direction test: each test clip's caption against the same caption with the action reversed (left/right,
+    # up/down, grows/shrinks, clockwise/counterclockwise): same words but one, same appearance, so only the
+    # direction of the motion can tell them apart.
+    by_id = {v["video_id"]: v for v in meta}
+    test_ids = [ucf_to_id[v] for v in test.video_ids]
+    dir_video, dir_keep = feats.rows(test_ids)
+    clips = [by_id[test_ids[j]] for j in dir_keep]
+
+    def caption(clip: dict, action: str) -> str:  # the form of every clip's first caption
+        return f"the {clip['colour']} {clip['shape']} {CAPTIONS[action]}"
+
+    results["direction"] = {**caption_vs_foil(dir_video, enc.texts([caption(c, c["action"]) for c in clips]),
+                                              enc.texts([caption(c, OPPOSITE[c["action"]]) for c in clips])),
+                            "dataset": f"{test.name} (held-out test clips, caption vs reversed caption)"}
     # video-to-video retrieval trains nothing: every held-out clip (both halves) queries all the others
     results["v2v"] = {**v2v_retrieval_metrics(torch.cat([xtr, xte]), torch.cat([ytr, yte])),
                       "num_videos": len(ytr) + len(yte), "dataset": f"{test.name} (all held-out clips)"}
@@ -102,7 +117,8 @@ def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
         results["sort"]["dataset"] = str(val_list)
     if heldout is not None:
         v = cfg.model.video
-        enc = Encoder(model, str(model_dir), v.num_frames, VideoTransform(v.img_size, cfg.data.resize_ratio, train=False),
+        enc = Encoder(model, str(model_dir), v.num_frames, VideoTransform(v.img_size, cfg.data.resize_ratio, train=False,
+                                                                      time_order=cfg.data.time_order),
                       batch_size=cfg.eval.batch_size, workers=cfg.data.workers, device=device,
                       cache_dir=model_dir.parent / "eval_features", progress=progress)
         results.update(heldout_protocols(enc, heldout, model_dir.parent))

@@ -206,6 +206,13 @@ def multiple_choice(enc: Encoder, ds: LabelledSet, video: torch.Tensor, keep: li
             "chance_top1": 100.0 / logits.shape[1], "seed": seed}
 
 
+def caption_vs_foil(video: torch.Tensor, caption: torch.Tensor, foil: torch.Tensor) -> dict:
+    """Two-way choice per video between its caption and a foil that differs in one concept: ``video``,
+    ``caption``, ``foil`` ``[n, D]`` (normalised). Top-1 in percent (a tie counts as wrong), chance 50."""
+    right = (video * caption).sum(-1) > (video * foil).sum(-1)
+    return {"top1": 100.0 * int(right.sum()) / len(video), "num_videos": len(video), "chance_top1": 50.0}
+
+
 # ---------------------------------------------------------------------------------------- frozen features
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, num_classes: int,
                  epochs: int = 100, lr: float = 0.1, batch_size: int = 512, momentum: float = 0.9,

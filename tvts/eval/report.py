@@ -52,6 +52,10 @@ def _heldout_lines(results: dict) -> list[str]:
     if mc:
         lines += [f"Multiple choice (SSV2-MC style): the true caption among {mc['num_candidates']} for {mc['num_videos']} clips",
                   f"  top-1 {mc['top1']:.1f}   chance {mc['chance_top1']:.1f}"]
+    d = results.get("direction")
+    if d:
+        lines += [f"Direction test: the caption against its reversed twin (left/right, up/down, grows/shrinks, turns) for "
+                  f"{d['num_videos']} clips", f"  top-1 {d['top1']:.1f}   chance {d['chance_top1']:.1f}"]
     v = results.get("v2v")
     if v:
         lines += [f"Video-to-video retrieval by class: {v['num_queries']} held-out clips query all the others",

@@ -75,6 +75,8 @@ class HFTextEncoder(nn.Module):
         self.width = self.model.config.hidden_size
         self.trainable_layers = -1
         self.set_trainable(cfg.trainable_layers)
+        # Precomputed features (tvts.models.text_features), used while the tower is frozen; not saved.
+        self.feature_table = None
 
     def set_trainable(self, n: int) -> None:
         """Train everything (-1), nothing (0: frozen, run without autograd and in eval mode), or only the
@@ -102,9 +104,28 @@ class HFTextEncoder(nn.Module):
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt")
         return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
+    def fingerprint(self) -> str:
+        """A hash of the weights and of the settings that change features (a feature table's key)."""
+        from tvts.models.text_features import encoder_fingerprint
+
+        return encoder_fingerprint(self.model, f"hf|{self.cfg.pooling}|{self.cfg.max_length}")
+
     def forward(self, texts: list[str]) -> torch.Tensor:
         """``texts``: n strings → ``[n, W_t]`` features: the [CLS] token, or the mean over the real
-        (non-padding) tokens with ``pooling='mean'``."""
+        (non-padding) tokens with ``pooling='mean'``. While the tower is frozen and a ``feature_table`` is
+        attached, the texts it holds are looked up and only the others are encoded."""
+        table = self.feature_table
+        if table is None or not self.frozen:
+            return self.encode(texts)
+        feats, missing = table.lookup(texts)
+        device = next(self.model.parameters()).device
+        feats = feats.to(device)
+        if missing:
+            feats[missing] = self.encode([texts[i] for i in missing]).to(feats.dtype)
+        return feats
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """The tower's forward on ``texts`` (never the feature table)."""
         device = next(self.model.parameters()).device
         batch = self.tokenize(texts, device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):

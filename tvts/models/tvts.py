@@ -58,9 +58,13 @@ class TVTS(VideoTextModel):
             cfg.num_segments, h.width or w, h.depth, h.heads, h.mlp_ratio, w, wt, output=h.output)
 
     def video_embedding(self, video: VideoTokens) -> torch.Tensor:
-        """Projected [CLS] ``[B, D]``, or with ``video.pool: groups`` the mean of the projected group tokens."""
-        if self.config.video.pool == "groups":
+        """``[B, D]``: the projected [CLS] (``video.pool: cls``, TVTS), the projected mean of the other tokens
+        (``mean``), or the mean of the projected group tokens (``groups``, S-ViLM)."""
+        pool = self.config.video.pool
+        if pool == "groups":
             return self.group_embedding(video).mean(1)
+        if pool == "mean":
+            return self.vid_proj(video.tokens[:, 1:].mean(1))
         return self.vid_proj(video.cls)
 
     def group_embedding(self, video: VideoTokens) -> torch.Tensor:

@@ -14,25 +14,32 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 class ResumableSampler(Sampler[int]):
     """A seeded permutation per epoch, split across processes, that can start mid-epoch.
 
-    Process ``r`` of ``W`` takes every W-th index of the (padded) permutation, like
-    ``DistributedSampler``; ``start`` skips the first indices of this process's share on resume.
+    The permutation is over groups of ``group_size`` consecutive indices (1: single indices), each group
+    kept whole and in order, so a batch of a multiple of ``group_size`` holds whole groups (e.g. a
+    direction pair of the embedded dataset: each other's hardest negative). Process ``r`` of ``W`` takes
+    every W-th group of the (padded) permutation, like ``DistributedSampler``; ``start`` skips the first
+    indices of this process's share on resume.
     """
 
-    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.n, self.seed, self.rank, self.world = n, seed, rank, world_size
+    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1, group_size: int = 1):
+        if group_size < 1 or n % group_size:
+            raise ValueError(f"{n} samples do not split into groups of {group_size} (data.group_size)")
+        self.n, self.seed, self.rank, self.world, self.group = n, seed, rank, world_size, group_size
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start: int) -> None:
         self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.world)
+        return math.ceil(self.n // self.group / self.world) * self.group
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g).tolist()
-        perm += perm[: len(self) * self.world - self.n]
-        return iter(perm[self.rank :: self.world][self.start :])
+        groups = self.n // self.group
+        perm = torch.randperm(groups, generator=g).tolist()
+        perm += perm[: math.ceil(groups / self.world) * self.world - groups]
+        mine = [j * self.group + i for j in perm[self.rank :: self.world] for i in range(self.group)]
+        return iter(mine[self.start :])
 
 
 class BatchStream:
@@ -41,11 +48,11 @@ class BatchStream:
     epoch after epoch. ``position`` = (epoch, batches already taken in it) is all a checkpoint needs."""
 
     def __init__(self, dataset: Dataset, batch_size: int, collate_fn, workers: int, seed: int,
-                 rank: int = 0, world_size: int = 1, pin_memory: bool = False):
+                 rank: int = 0, world_size: int = 1, pin_memory: bool = False, group_size: int = 1):
         self.dataset, self.batch_size, self.collate_fn = dataset, batch_size, collate_fn
         self.workers, self.seed, self.pin_memory = workers, seed, pin_memory
         self.iterable = isinstance(dataset, IterableDataset)
-        self.sampler = None if self.iterable else ResumableSampler(len(dataset), seed, rank, world_size)
+        self.sampler = None if self.iterable else ResumableSampler(len(dataset), seed, rank, world_size, group_size)
         if self.batches_per_epoch() == 0:
             raise ValueError(f"{len(dataset)} samples cannot fill one batch of {batch_size} per process")
         self.epoch, self.batch = 0, 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,12 +23,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tvts.config import RecipeConfig, to_dict
 from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
+from tvts.data.frame_store import FrameStore
 from tvts.data.manifest import ManifestDataset, collate_manifest
 from tvts.data.shards import ShardDataset
 from tvts.data.transforms import VideoTransform
 from tvts.errors import ConfigError
 from tvts.models import build_model
 from tvts.models.convert import init_video_from_mae
+from tvts.models.text_features import TextFeatureTable
 from tvts.models.tvts import load_state_strict
 from tvts.objectives import Pretrainer, build_objective
 from tvts.train.checkpoint import latest_checkpoint, load_objective_state, load_trainer_state, save_checkpoint
@@ -57,7 +60,7 @@ def data_paths(cfg: RecipeConfig) -> tuple[Path, Path, Path]:
 
         s = d.synthetic
         make_synthetic(s.out, seed=s.seed, num_train=s.num_train, num_val=s.num_val, num_heldout=s.num_heldout,
-                       size=s.size, fps=s.fps, progress=cfg.train.progress)
+                       size=s.size, fps=s.fps, spotlight=s.spotlight, scene_group=s.scene_group, progress=cfg.train.progress)
         root = Path(s.out) / "yttemporal"
     else:
         root = Path(d.root)
@@ -69,7 +72,7 @@ def data_paths(cfg: RecipeConfig) -> tuple[Path, Path, Path]:
 def _dataset_args(cfg: RecipeConfig, train: bool) -> dict:
     v, d = cfg.model.video, cfg.data
     return dict(num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
-                num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train),
+                num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train, time_order=d.time_order),
                 mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
                 max_retries=d.max_retries, min_words=d.min_words, decode_backend=d.decode_backend)
 
@@ -93,11 +96,65 @@ def train_streams(cfg: RecipeConfig, root: Path, train_list: Path, info: DistInf
                             block_size=t.batch_size, timeout=d.decode_timeout, **_dataset_args(cfg, True))
     else:
         main = transcript_dataset(cfg, root, train_list, train=True)
-    streams = {"main": BatchStream(main, **common)}
+    streams = {"main": BatchStream(main, group_size=d.group_size, **common)}
     if d.caption_ratio > 0:
         captions = ManifestDataset(d.caption_manifest, timeout=d.decode_timeout, **_dataset_args(cfg, True))
         streams["captions"] = BatchStream(captions, **common)
     return streams
+
+
+def cache_dir(cfg: RecipeConfig) -> Path:
+    """Where text-feature tables and frame stores live (``data.cache_dir``, default ``<train.out_dir>/cache``)."""
+    return Path(cfg.data.cache_dir or Path(cfg.train.out_dir) / "cache")
+
+
+def attach_frame_store(cfg: RecipeConfig, dataset, info: DistInfo, name: str = "training") -> None:
+    """With ``data.frame_store``, decode every video of a map-style corpus once into a frame store
+    (:mod:`tvts.data.frame_store`) in ``cache_dir`` and let the dataset read its frames from it. Process 0
+    builds; the others open the finished files. Shard streams are left alone (nothing to index)."""
+    if not cfg.data.frame_store or isinstance(dataset, ShardDataset):
+        return
+    t0 = time.time()
+    paths = [dataset.video_path(i) for i in range(len(dataset))]
+    for turn in ("main", "others"):
+        if (turn == "main") == info.is_main:
+            # a one-off decode of every video: as many processes as there are CPUs (up to 8)
+            store, path, reused = FrameStore.open_or_build(cache_dir(cfg), paths, dataset.transform,
+                                                           workers=min(8, os.cpu_count() or 1),
+                                                           progress=cfg.train.progress and info.is_main)
+        if info.world_size > 1:
+            dist.barrier()
+    dataset.frame_store = store
+    if info.is_main:
+        print(f"[tvts] frame store of the {name} corpus ({len(paths)} videos) {'read from' if reused else 'written to'} "
+              f"{path} in {time.time() - t0:.0f} s")
+
+
+def attach_text_features(cfg: RecipeConfig, model: torch.nn.Module, streams: dict[str, BatchStream], info: DistInfo) -> None:
+    """With a frozen text tower and ``data.text_features``, encode every text the training corpora can
+    produce once (or load them from ``data.cache_dir``) and let the tower look them up
+    (:mod:`tvts.models.text_features`). Process 0 builds the file; the others read it."""
+    text = model.text_model
+    if not (cfg.data.text_features and getattr(text, "frozen", False) and hasattr(text, "feature_table")):
+        return
+    t0 = time.time()
+    datasets = [st.dataset.samples if isinstance(st.dataset, ShardDataset) else st.dataset for st in streams.values()]
+    texts = set()
+    for ds in datasets:
+        for i in range(len(ds)):
+            texts |= ds.sample_texts(i)
+    folder = cache_dir(cfg)
+    fingerprint = text.fingerprint()
+    for turn in ("main", "others"):
+        if (turn == "main") == info.is_main:
+            table, path, loaded = TextFeatureTable.load_or_build(folder, fingerprint, text.encode, texts,
+                                                                 progress=cfg.train.progress and info.is_main)
+        if info.world_size > 1:
+            dist.barrier()
+    text.feature_table = table
+    if info.is_main:
+        print(f"[tvts] text features of {len(table)} texts {'read from' if loaded else 'encoded into'} {path} "
+              f"in {time.time() - t0:.0f} s")
 
 
 def validation_data(cfg: RecipeConfig, root: Path, val_list: Path, info: DistInfo):
@@ -164,6 +221,9 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
             print(f"[tvts] video encoder initialised from {t.init_mae} (ignored MAE keys: {len(ignored)})")
     model.to(info.device).train()
     streams = train_streams(cfg, root, train_list, info)
+    for name, stream in streams.items():
+        attach_frame_store(cfg, stream.dataset, info, name)
+    attach_text_features(cfg, model, streams, info)
     # The objective may own parameters and state (CPD's memory bank of every training pair); the Pretrainer
     # runs model and objective as one module, so DDP and the optimiser see both.
     objective = build_objective(cfg.objective, model, index_space(streams["main"].dataset)).to(info.device).train()
