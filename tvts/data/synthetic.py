@@ -21,13 +21,12 @@ which shape acts can only be seen by comparing frames, and how it acts only from
 - *No spotlight* by default: version 2 drew the idle shapes grey and only the acting one in colour, so the
   colour lit at each moment sorted the transcripts with no motion seen (and held-out action recognition
   stayed at chance). ``spotlight=True`` brings that look back, for comparison.
-- *Hard negatives from one scene* (``scene_group``): G consecutive videos start from the same scene and
-  have the same shapes acting at the same moments; only what they do differs. They come in direction
-  pairs: videos 2j and 2j + 1 do the same actions in :data:`OPPOSITE` directions (the second's size levels
-  mirrored, so every replayed Grow/Shrink is feasible); the pairs of a group draw their actions
-  independently. Narrations are drawn per video. Kept in one training batch (``data.group_size``), the
-  videos of a group are each other's negatives that appearance cannot tell apart: the same shapes,
-  colours, background and moments; a pair differs only in directions, two pairs in the actions.
+- *Direction pairs in shared scenes* (``scene_group``, default 2): videos 2j and 2j + 1 start from the same
+  scene and have the same actors at the same moments, and the second does every action in the
+  :data:`OPPOSITE` direction (its size levels mirrored, so every replayed Grow/Shrink is feasible). Their
+  narrations are drawn independently. Kept in one training batch (``data.group_size``), each is the other's
+  negative that appearance cannot tell apart: the same shapes, colours, background and moments, only the
+  directions differ. ``scene_group=4`` puts two such pairs, with their own events, in one scene.
 
 The narration names actions exactly as version 2 did (no word that gives the time order away).
 
@@ -538,33 +537,26 @@ def _mirror_scene(scene: list[dict], size: int) -> list[dict]:
 def _narrated_video(task: dict) -> dict:
     """Generate one narrated video and its annotation (runs in a worker process).
 
-    With ``scene_group`` = G > 1, the G consecutive videos ``G*g ... G*g + G - 1`` share one scene
-    (background, shapes, positions, angles) and one plan: the same shapes act at the same moments. What they
-    do is drawn per direction pair: videos 2j and 2j + 1 share their actions, the second doing each in the
-    :data:`OPPOSITE` direction (with its size levels mirrored, so every replayed Grow/Shrink is feasible);
-    different pairs of a group draw their actions independently (uniformly among what the actor can do).
-    The narration of each video is drawn on its own. Without groups (G = 1) each event draws its action
-    first, then the actor among the shapes that can do it (version 2's scheme)."""
+    Each event draws its action first, then the actor among the shapes that can do it. With
+    ``scene_group`` = G > 1, the G consecutive videos ``G*g ... G*g + G - 1`` share one scene (background,
+    shapes, positions, angles) and come in direction pairs: videos 2j and 2j + 1 share their events, the
+    second doing each in the :data:`OPPOSITE` direction (with its size levels mirrored, so every replayed
+    Grow/Shrink is feasible); different pairs of a group draw their events independently. The narration of
+    each video is drawn on its own."""
     size, fps, index, group = task["size"], task["fps"], task["index"], task["scene_group"]
     seed, code = task["seed"], _SPLIT_CODES[task["split"]]
     rng = np.random.default_rng([seed, code, index // group if group > 1 else index])
     background = _background(rng, size)
     scene = _new_scene(rng, size)
+    if group > 1:
+        rng = np.random.default_rng([seed, code, index // 2, 1])  # the pair's events
     num_events = int(rng.integers(NUM_EVENTS[0], NUM_EVENTS[1] + 1))
     events, state = [], list(scene)
-    if group > 1:
-        actors = [int(rng.integers(len(scene))) for _ in range(num_events)]  # the group's plan
-        rng = np.random.default_rng([seed, code, index // 2, 1])  # the pair's actions
     while len(events) < num_events:
-        if group > 1:
-            actor = actors[len(events)]
-            able = [a for a in ACTIONS if _feasible(a, state[actor])]
-            action = able[int(rng.integers(len(able)))]
-        else:
-            action = ACTIONS[rng.integers(len(ACTIONS))]
-            actor = _pick_actor(rng, action, state)
-            if actor is None:
-                continue
+        action = ACTIONS[rng.integers(len(ACTIONS))]
+        actor = _pick_actor(rng, action, state)
+        if actor is None:
+            continue
         start = len(events) * EVENT_SECONDS
         events.append({"action": action, "actor": actor, "start": start, "end": start + EVENT_SECONDS})
         state = list(state)
