@@ -64,21 +64,22 @@ def clips_per_s(run_dir: Path, warmup: int) -> tuple[float, int]:
     return steps * batch / (last["elapsed"] - first["elapsed"]), steps
 
 
-def run(cmd: list[str], env: dict, log: Path) -> float:
+def run(cmd: list[str], env: dict, log: Path, cwd: Path) -> float:
     t0 = time.time()
     with open(log, "w") as f:
-        proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=cwd)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
     return time.time() - t0
 
 
 def one_off(log: Path) -> dict:
-    """Seconds the run spent on text features / the frame store before its first step (from its log)."""
+    """Seconds the run spent building text features / the frame store before its first step (from its log;
+    a run that only read files built by an earlier row reports nothing)."""
     out = {}
     for line in log.read_text(errors="replace").splitlines():
         for key, marker in (("text_features_s", "[tvts] text features"), ("frame_store_s", "[tvts] frame store")):
-            if line.startswith(marker) and line.rstrip().endswith(" s"):
+            if line.startswith(marker) and line.rstrip().endswith(" s") and " read from " not in line:
                 out[key] = float(line.rstrip()[:-2].rsplit(" ", 1)[-1])
     return out
 
@@ -110,21 +111,23 @@ def main(argv: list[str] | None = None) -> int:
                 worktree = Path(tempfile.mkdtemp(prefix="tvts-baseline-"))
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.baseline],
                                check=True, capture_output=True)
-                env["PYTHONPATH"] = str(worktree)  # its tvts package comes before the installed one
+                # Run from the worktree: its tvts package (the current directory) comes before the installed one.
                 cmd = [python, "-m", "tvts.cli", "pretrain", "--config", "demo", f"train.out_dir={run_dir}",
                        f"data.synthetic.out={out / 'data_before'}", *common]
                 label = label.format(rev=args.baseline)
-                cwd_note = str(worktree)
+                cwd = worktree
             else:
                 cmd = [python, "-m", "tvts.cli", "pretrain", "--config", "demo", f"train.out_dir={run_dir}",
                        f"data.synthetic.out={Path(args.data).absolute()}", f"data.cache_dir={out / 'cache'}",
                        *common, *overrides]
-                cwd_note = str(ROOT)
+                cwd = ROOT
             log = out / f"{name}.log"
-            wall = run(cmd, env, log)
+            wall = run(cmd, env, log, cwd)
+            if name == "before" and "[tvts] text features" in log.read_text(errors="replace"):
+                raise RuntimeError(f"the `before` row ran today's code, not {args.baseline}; see {log}")
             cps, steps = clips_per_s(run_dir, args.warmup)
             results[name] = {"label": label, "clips_per_s": round(cps, 1), "measured_steps": steps,
-                             "wall_s": round(wall, 1), **one_off(log), "command": " ".join(cmd[1:]), "cwd": cwd_note}
+                             "wall_s": round(wall, 1), **one_off(log), "command": " ".join(cmd[1:]), "cwd": str(cwd)}
             print(f"{label}: {cps:.1f} clips/s", flush=True)
     finally:
         if worktree is not None:

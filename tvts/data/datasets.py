@@ -24,8 +24,8 @@ from torch.utils.data import Dataset
 from tvts.data.decode import decode_frames, probe
 from tvts.data.masking import full_mask, random_mask, tube_mask
 from tvts.data.sampling import tsn_timestamps
-from tvts.data.transcripts import (load_yt_annotation, reachable_segment_texts, sample_segments, shuffle_segments,
-                                   span_seconds)
+from tvts.data.transcripts import (Transcript, load_yt_annotation, reachable_segment_texts, sample_segments,
+                                   shuffle_segments, span_seconds)
 from tvts.data.transforms import VideoTransform
 from tvts.errors import ConfigError, SampleError
 
@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 _MASK_KINDS = ("random", "tube", "none")
+TRANSCRIPT_CACHE = 50_000
+"""Parsed annotations a dataset keeps per process (oldest dropped first)."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ class TranscriptVideoDataset(Dataset):
         self.decode_threads = decode_threads
         self.decode_backend = decode_backend
         self.frame_store = None  # a tvts.data.frame_store.FrameStore of video_path(i) for every i, or None: decode
+        self._transcripts: dict[int, Transcript] = {}  # index -> parsed annotation (see transcript())
         self.epoch = 0
 
     def video_path(self, index: int) -> str:
@@ -259,16 +262,27 @@ class TranscriptVideoDataset(Dataset):
         precomputing a frozen text tower's features; empty when the annotation cannot be read (the sample
         is then bad at training time and reported there)."""
         try:
-            transcript = load_yt_annotation(yt_paths(self.root, self.names[index])[1])
+            transcript = load_yt_annotation(yt_paths(self.root, self.names[index])[1])  # not cached: read once
         except SampleError:
             return set()
         return reachable_segment_texts(transcript, self.num_segments, self.segment_seconds, self.gap,
                                        min_words=self.min_words)
 
+    def transcript(self, index: int) -> Transcript:
+        """The parsed annotation of sample ``index``. Kept for later epochs (up to ``TRANSCRIPT_CACHE`` of
+        them per process: with ``workers: 0`` the dataset outlives the epochs, and parsing JSON costs
+        more than reading a clip from a frame store); a bad annotation raises every time."""
+        cached = self._transcripts.get(index)
+        if cached is None:
+            cached = load_yt_annotation(yt_paths(self.root, self.names[index])[1])
+            if len(self._transcripts) >= TRANSCRIPT_CACHE:
+                self._transcripts.pop(next(iter(self._transcripts)))
+            self._transcripts[index] = cached
+        return cached
+
     def _load(self, index: int, rng: np.random.Generator) -> dict:
         name = self.names[index]
-        video_path, annotation_path = yt_paths(self.root, name)
-        return self._transcript_sample(load_yt_annotation(annotation_path), video_path, name, index, rng)
+        return self._transcript_sample(self.transcript(index), yt_paths(self.root, name)[0], name, index, rng)
 
     def _transcript_sample(self, transcript, video_path: str, video_id: str, index: int, rng) -> dict:
         """The item for one (transcript, video) pair: Eq. 1 segments, TSN times, decode, transform, shuffle,
