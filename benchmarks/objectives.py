@@ -50,8 +50,20 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "model.video.group_layers=[2,3,4]", "model.video.pool=groups"]),
     "appearance_only": ("control: TVTS on frames in random order", ["data.time_order=shuffle"]),
 }
+# S-ViLM taken apart (the ablation of its terms): only the global contrastive loss, with the group-token or the
+# [CLS] embedding; then temporal grouping (with cut-and-paste), then spatial grounding added back.
+_SVILM = VARIANTS["svilm"][1]
+_NO_TERMS = ["objective.svilm.grouping_weight=0", "objective.svilm.grounding_weight=0", "objective.svilm.cut_and_paste=false"]
+VARIANTS.update({
+    "svilm_contrastive_groups": ("S-ViLM, contrastive only, group-token embedding", _SVILM + _NO_TERMS),
+    "svilm_contrastive_cls": ("S-ViLM, contrastive only, [CLS] embedding", _SVILM + _NO_TERMS + ["model.video.pool=cls"]),
+    "svilm_grouping_cls": ("S-ViLM, + temporal grouping, [CLS] embedding",
+                           _SVILM + ["objective.svilm.grounding_weight=0", "model.video.pool=cls"]),
+    "svilm_all_cls": ("S-ViLM, + spatial grounding, [CLS] embedding", _SVILM + ["model.video.pool=cls"]),
+})
 # Not run by default (a shorter benchmark): pass them with --variants.
-OPTIONAL = {"factorial", "cpd_self"}
+OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrastive_groups", "svilm_contrastive_cls",
+            "svilm_grouping_cls", "svilm_all_cls"}
 # Variants whose objective trains the transcript-sort head (the others leave it untrained or have none).
 SORTS = {"tvts", "pairwise", "factorial", "frame", "appearance_only"}
 
@@ -174,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v not in OPTIONAL], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--steps", type=int, default=2100)
     p.add_argument("--out", default="runs/objectives")
     p.add_argument("--report", default="benchmarks/results/objectives")
     p.add_argument("--report-only", action="store_true", help="only rebuild the table and plot from cached runs")

@@ -34,6 +34,9 @@ def test_overrides_are_typed():
     ("model.text_proj=deep", "model.text_proj"),
     ("model.video.pool=max", "model.video.pool"),
     ("train.curriculum.trigger=later", "train.curriculum.trigger"),
+    ("data.time_order=reversed", "data.time_order"),
+    ("data.group_size=3", "data.group_size"),  # must divide the batch of 32
+    ("data.group_size=0", "data.group_size"),
 ])
 def test_bad_fields_are_named(override, field):
     with pytest.raises(ConfigError) as e:
@@ -72,6 +75,7 @@ def test_unknown_config_name_lists_known_ones():
     # a 3D CNN cannot drop tokens; its depth is a ResNet depth
     (["model.video.arch=r3d_slow", "model.video.depth=34", "model.video.mask_ratio=0.5"], "model.video.mask_ratio"),
     (["model.video.arch=r3d_slow", "model.video.depth=4", "model.video.mask_ratio=0"], "model.video.depth"),
+    (["model.video.arch=r3d_slow", "model.video.depth=18", "model.video.pool=mean"], "model.video.pool"),
     # encoding the K parts of a clip on their own needs T divisible by K * tubelet
     (["objective.name=vcop", "model.video.num_frames=6", "model.video.max_slots=3"], "model.video.num_frames"),
     (["objective.contrastive=frame", "model.video.num_frames=4", "model.video.max_slots=2"], "model.video.num_frames"),

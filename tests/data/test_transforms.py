@@ -88,3 +88,26 @@ def test_describe_is_exact_and_serialisable():
     assert d["crop"] == {"size": 224, "mode": "center"}
     assert d["mean"] == list(IMAGENET_MEAN) and d["std"] == list(IMAGENET_STD)
     assert VideoTransform(224, train=True).describe()["crop"]["mode"] == "random"
+
+
+def test_shuffled_time_order_keeps_every_frame_and_loses_the_order(gray_code):
+    """The appearance-only control: the same frames, in a random order per training draw and in one fixed
+    order (the same for every clip) in evaluation; "keep" leaves the order alone."""
+    frames = gray_code.frames(12, 32, 32)
+    keep = VideoTransform(16, 1.0, train=False)
+
+    def index(x):
+        return gray_code.index_normalized(x.numpy(), IMAGENET_MEAN, IMAGENET_STD).tolist()
+
+    assert index(keep(frames)) == list(range(12))
+    shuffled_train = VideoTransform(16, 1.0, train=True, time_order="shuffle")
+    orders = [index(shuffled_train(frames, np.random.default_rng(s))) for s in range(5)]
+    assert all(sorted(o) == list(range(12)) for o in orders)
+    assert len({tuple(o) for o in orders}) == 5 and tuple(range(12)) not in {tuple(o) for o in orders}
+    assert orders[0] == index(shuffled_train(frames, np.random.default_rng(0)))  # seeded
+    shuffled_eval = VideoTransform(16, 1.0, train=False, time_order="shuffle")
+    fixed = index(shuffled_eval(frames))
+    assert sorted(fixed) == list(range(12)) and fixed != list(range(12)) and index(shuffled_eval(frames)) == fixed
+    assert shuffled_eval.describe()["time_order"] == "shuffle" and keep.describe()["time_order"] == "keep"
+    with pytest.raises(ConfigError):
+        VideoTransform(16, time_order="reversed")

@@ -74,3 +74,18 @@ def test_frozen_text_encoder_has_no_trainable_parameters(bert_dir):
     part = build_model(tiny_model_config(bert_dir, trainable_layers=1))
     trainable = {n for n, p in part.text_model.named_parameters() if p.requires_grad}
     assert trainable and all(".layer.1." in n for n in trainable)
+
+
+def test_video_pooling_reads_the_cls_or_the_mean_of_the_other_tokens(bert_dir):
+    """pool=cls projects token 0; pool=mean projects the mean of the kept slot tokens (not the [CLS])."""
+    torch.manual_seed(0)
+    frames = torch.randn(2, 4, 3, 16, 16)
+    cls_model = build_model(tiny_model_config(bert_dir)).eval()
+    mean_model = build_model(tiny_model_config(bert_dir, pool="mean")).eval()
+    mean_model.load_state_dict(cls_model.state_dict())
+    with torch.no_grad():
+        tokens = cls_model.video_model(frames)
+        assert torch.allclose(cls_model.encode_video(frames), cls_model.vid_proj(tokens.cls))
+        expected = cls_model.vid_proj(tokens.tokens[:, 1:].mean(1))
+        assert torch.allclose(mean_model.encode_video(frames), expected, atol=1e-6)
+        assert not torch.allclose(expected, cls_model.vid_proj(tokens.cls))

@@ -68,6 +68,8 @@ def test_frozen_text_features_and_frame_store_train_and_resume_exactly(assets, t
         return replace(cfg, model=model, data=data)
 
     straight = pretrain(recipe(tmp_path / "straight"))
+    summary = json.loads((straight / "train_summary.json").read_text())
+    assert summary["text_features"]["texts"] > 0 and summary["text_features"]["misses"] == 0  # every text precomputed
     cache = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert any(n.startswith("text_features_") for n in cache) and any(n.startswith("frames_") for n in cache)
     _, resumed = kill_and_resume(recipe, tmp_path / "resumed", 4)

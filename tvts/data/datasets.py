@@ -281,8 +281,7 @@ class TranscriptVideoDataset(Dataset):
         return cached
 
     def _load(self, index: int, rng: np.random.Generator) -> dict:
-        name = self.names[index]
-        return self._transcript_sample(self.transcript(index), yt_paths(self.root, name)[0], name, index, rng)
+        return self._transcript_sample(self.transcript(index), self.video_path(index), self.names[index], index, rng)
 
     def _transcript_sample(self, transcript, video_path: str, video_id: str, index: int, rng) -> dict:
         """The item for one (transcript, video) pair: Eq. 1 segments, TSN times, decode, transform, shuffle,

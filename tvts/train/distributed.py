@@ -43,6 +43,18 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, dev)
 
 
+def main_process_first(info: DistInfo, fn):
+    """``fn()`` on process 0, then, after it finished, on every other process; returns its result. For
+    one-off files that process 0 writes and the others then read (a frame store, a text-feature table)."""
+    result = None
+    for main_turn in (True, False):
+        if main_turn == info.is_main:
+            result = fn()
+        if info.world_size > 1:
+            dist.barrier()
+    return result
+
+
 def all_reduce_sum(values: dict[str, float], device: torch.device) -> dict[str, float]:
     """Sum scalars over processes (for counters such as skipped samples)."""
     if not (dist.is_available() and dist.is_initialized()) or not values:

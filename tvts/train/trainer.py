@@ -35,7 +35,7 @@ from tvts.models.tvts import load_state_strict
 from tvts.objectives import Pretrainer, build_objective
 from tvts.train.checkpoint import latest_checkpoint, load_objective_state, load_trainer_state, save_checkpoint
 from tvts.train.curriculum import Curriculum
-from tvts.train.distributed import DistInfo, all_reduce_sum, init_distributed
+from tvts.train.distributed import DistInfo, all_reduce_sum, init_distributed, main_process_first
 from tvts.train.metrics_log import MetricsLog
 from tvts.train.optim import build_optimizer, build_scheduler
 from tvts.train.streams import BatchStream, is_caption_step
@@ -116,14 +116,10 @@ def attach_frame_store(cfg: RecipeConfig, dataset, info: DistInfo, name: str = "
         return
     t0 = time.time()
     paths = [dataset.video_path(i) for i in range(len(dataset))]
-    for turn in ("main", "others"):
-        if (turn == "main") == info.is_main:
-            # a one-off decode of every video: as many processes as there are CPUs (up to 8)
-            store, path, reused = FrameStore.open_or_build(cache_dir(cfg), paths, dataset.transform,
-                                                           workers=min(8, os.cpu_count() or 1),
-                                                           progress=cfg.train.progress and info.is_main)
-        if info.world_size > 1:
-            dist.barrier()
+    # a one-off decode of every video: as many processes as there are CPUs (up to 8)
+    store, path, reused = main_process_first(info, lambda: FrameStore.open_or_build(
+        cache_dir(cfg), paths, dataset.transform, workers=min(8, os.cpu_count() or 1),
+        progress=cfg.train.progress and info.is_main))
     dataset.frame_store = store
     if info.is_main:
         print(f"[tvts] frame store of the {name} corpus ({len(paths)} videos) {'read from' if reused else 'written to'} "
@@ -143,14 +139,9 @@ def attach_text_features(cfg: RecipeConfig, model: torch.nn.Module, streams: dic
     for ds in datasets:
         for i in range(len(ds)):
             texts |= ds.sample_texts(i)
-    folder = cache_dir(cfg)
     fingerprint = text.fingerprint()
-    for turn in ("main", "others"):
-        if (turn == "main") == info.is_main:
-            table, path, loaded = TextFeatureTable.load_or_build(folder, fingerprint, text.encode, texts,
-                                                                 progress=cfg.train.progress and info.is_main)
-        if info.world_size > 1:
-            dist.barrier()
+    table, path, loaded = main_process_first(info, lambda: TextFeatureTable.load_or_build(
+        cache_dir(cfg), fingerprint, text.encode, texts, progress=cfg.train.progress and info.is_main))
     text.feature_table = table
     if info.is_main:
         print(f"[tvts] text features of {len(table)} texts {'read from' if loaded else 'encoded into'} {path} "
@@ -346,9 +337,12 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
         bar.close()
     if info.is_main:
         model.save_pretrained(out / "model")
-        (out / "train_summary.json").write_text(json.dumps(
-            {"steps": step, "seen": seen, "bad": bad, "seconds": elapsed_before + time.time() - t0,
-             "world_size": info.world_size}, indent=2))
+        summary = {"steps": step, "seen": seen, "bad": bad, "seconds": elapsed_before + time.time() - t0,
+                   "world_size": info.world_size}
+        table = getattr(model.text_model, "feature_table", None)
+        if table is not None:  # texts that had to be encoded in a step (this process, since it started)
+            summary["text_features"] = {"texts": len(table), "misses": table.misses}
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     if info.world_size > 1:
         dist.barrier()
     return out
