@@ -64,12 +64,13 @@ def test_unknown_config_name_lists_known_ones():
 
 @pytest.mark.parametrize("overrides, field", [
     (["train.curriculum.trigger=steps", "train.curriculum.at_step=0"], "train.curriculum.at_step"),
-    (["objective.name=cpd", "model.sort_head.kind=none", "data.caption_manifest=c.jsonl", "data.caption_ratio=0.5"],
+    (["objective.contrastive=clip", "objective.name=cpd", "model.sort_head.kind=none", "data.caption_manifest=c.jsonl",
+      "data.caption_ratio=0.5"],
      "data.caption_ratio"),
     # the sort loss needs a sort head
     (["model.sort_head.kind=none"], "model.sort_head.kind"),
     # S-ViLM needs group tokens; group tokens need layers inside the encoder
-    (["objective.name=svilm"], "model.video.num_groups"),
+    (["objective.contrastive=clip", "objective.name=svilm"], "model.video.num_groups"),
     (["model.video.num_groups=4", "model.video.group_layers=[9]"], "model.video.group_layers"),
     (["model.video.num_groups=4"], "model.video.group_layers"),
     # a 3D CNN cannot drop tokens; its depth is a ResNet depth
@@ -77,7 +78,9 @@ def test_unknown_config_name_lists_known_ones():
     (["model.video.arch=r3d_slow", "model.video.depth=4", "model.video.mask_ratio=0"], "model.video.depth"),
     (["model.video.arch=r3d_slow", "model.video.depth=18", "model.video.pool=mean"], "model.video.pool"),
     # encoding the K parts of a clip on their own needs T divisible by K * tubelet
-    (["objective.name=vcop", "model.video.num_frames=6", "model.video.max_slots=3"], "model.video.num_frames"),
+    (["objective.contrastive=clip", "objective.name=vcop", "model.video.num_frames=6", "model.video.max_slots=3"], "model.video.num_frames"),
+    # the demo matches parts with segments (contrastive: frame), an option of the tvts objective only
+    (["objective.name=vcop"], "objective.contrastive"),
     (["objective.contrastive=frame", "model.video.num_frames=4", "model.video.max_slots=2"], "model.video.num_frames"),
 ])
 def test_objective_and_model_combinations_are_checked(overrides, field):
@@ -87,10 +90,10 @@ def test_objective_and_model_combinations_are_checked(overrides, field):
 
 
 def test_objective_variants_load():
-    cpd = load_recipe("demo", ["objective.name=cpd", "model.sort_head.kind=none", "model.text_proj=mlp_bn",
+    cpd = load_recipe("demo", ["objective.contrastive=clip", "objective.name=cpd", "model.sort_head.kind=none", "model.text_proj=mlp_bn",
                                "model.video.arch=r3d_slow", "model.video.depth=18", "model.video.mask_ratio=0",
                                "train.curriculum.trigger=steps", "train.curriculum.at_step=500"])
     assert (cpd.objective.cpd.loss, cpd.objective.cpd.temperature, cpd.train.curriculum.text_lr) == ("cross_pair", 0.07, 3e-5)
-    svilm = load_recipe("demo", ["objective.name=svilm", "model.video.num_groups=8", "model.video.group_layers=[2,4]",
+    svilm = load_recipe("demo", ["objective.contrastive=clip", "objective.name=svilm", "model.video.num_groups=8", "model.video.group_layers=[2,4]",
                                  "model.video.pool=groups", "model.sort_head.kind=none"])
     assert svilm.model.video.group_layers == [2, 4] and svilm.objective.svilm.num_nouns == 2
