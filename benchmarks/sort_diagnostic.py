@@ -20,12 +20,13 @@ Writes ``<report>.json`` and ``<report>.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
+
+from _report import write_report  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = m
         lines.append(f"| {name} | {m['segment_acc']:.3f} | {m['order_acc']:.3f} |")
     md = "\n".join(lines)
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.report + ".json").write_text(json.dumps(results, indent=2) + "\n")
-    Path(args.report + ".md").write_text(md + "\n")
-    print(md)
+    write_report(args.report, results, md)
     return 0
 
 

@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import write_report  # noqa: E402  (benchmarks/ is on the path when run as a script)
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "19a96b7"  # main before this work: per-step text encoding, per-sample decoding
 
@@ -144,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['label']} | {r['clips_per_s']:.1f} | {ratio} | {r.get('text_features_s', '')} | "
                      f"{r.get('frame_store_s', '')} |")
     md = "\n".join(lines + ["", f"Command: `python benchmarks/step_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`"])
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.report + ".json").write_text(json.dumps(results, indent=2) + "\n")
-    Path(args.report + ".md").write_text(md + "\n")
-    print(md)
+    write_report(args.report, results, md)
     return 0
 
 

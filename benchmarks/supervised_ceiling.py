@@ -40,6 +40,8 @@ from tvts.models import build_model
 from tvts.train.distributed import init_distributed
 from tvts.train.trainer import attach_frame_store, data_paths, reseed
 
+from _report import write_report  # noqa: E402  (benchmarks/ is on the path when run as a script)
+
 
 SCALE = 10.0  # logit scale of the classifier on normalised embeddings
 
@@ -163,10 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {head_acc:.1f} | {report['linear_probe']:.1f} | {report['knn']:.1f} | {report['v2v_R@1']:.1f} |", "",
         f"Command: `python benchmarks/supervised_ceiling.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
     ])
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.report + ".json").write_text(json.dumps(report, indent=2) + "\n")
-    Path(args.report + ".md").write_text(md + "\n")
-    print(md)
+    write_report(args.report, report, md)
     return 0
 
 
