@@ -176,6 +176,23 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def train_step(net: torch.nn.Module, batch: dict, opt: torch.optim.Optimizer, sched, params: list[torch.nn.Parameter],
+               precision: str, grad_clip: float, device: torch.device):
+    """One optimisation step on a batch already on ``device``: forward under ``precision``'s autocast, the
+    loss terms summed, backward, gradient clipping of ``params`` (``grad_clip`` > 0), optimiser and
+    scheduler step. Returns ``(loss, losses, metrics, grad_norm)``, tensors left on the device (nothing
+    is synchronised)."""
+    with autocast_context(precision, device):
+        losses, metrics = net(batch)
+    loss = sum(losses.values())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip > 0 else torch.tensor(0.0)
+    opt.step()
+    sched.step()
+    return loss, losses, metrics, grad_norm
+
+
 def reseed(seed: int, rank: int, step: int) -> None:
     """Seed the global RNG (dropout etc.) from (seed, rank, step). Done at start and after every
     checkpoint, so a resumed run draws exactly the numbers the uninterrupted run drew."""
@@ -284,14 +301,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
     while step < t.steps:
         stream = streams["captions"] if is_caption_step(step, cfg.data.caption_ratio) else streams["main"]
         batch = to_device(stream.next(), info.device)
-        with autocast_context(t.precision, info.device):
-            losses, metrics = ddp_net(batch)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip) if t.grad_clip > 0 else torch.tensor(0.0)
-        opt.step()
-        sched.step()
+        loss, losses, metrics, grad_norm = train_step(ddp_net, batch, opt, sched, params, t.precision, t.grad_clip, info.device)
         step += 1
         if curriculum.advance(step, opt, sched):
             # Stage II: the text encoder now trains; DDP must be rebuilt to see its parameters.
