@@ -259,6 +259,9 @@ class TrainConfig:
     ckpt_every: int = 200
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda
+    # With several processes: ddp (every process holds the whole model) | fsdp (PyTorch FSDP2: parameters,
+    # gradients and optimiser state sharded across processes; sharded checkpoints). One process: no wrapper.
+    strategy: str = "ddp"
     threads: int = 0  # torch intra-op threads on CPU; 0: leave as is
     init_from: str = ""  # a checkpoint folder (model.safetensors + config.json) to start from
     init_mae: str = ""  # an ImageMAE ViT checkpoint (.pth) to initialise the video encoder (TVTS paper)
@@ -464,6 +467,7 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(len(t.betas) == 2, "betas needs two values", "train.betas", source)
     _require(t.precision in ("auto", "fp32", "bf16"), f"unknown precision '{t.precision}'", "train.precision", source)
     _require(t.device in ("auto", "cpu", "cuda"), f"unknown device '{t.device}'", "train.device", source)
+    _require(t.strategy in ("ddp", "fsdp"), f"unknown strategy '{t.strategy}' (known: ddp, fsdp)", "train.strategy", source)
     o = c.objective
     _require(o.name in OBJECTIVES, f"unknown objective '{o.name}' (known: {', '.join(OBJECTIVES)})", "objective.name", source)
     _require(o.temperature > 0, "temperature must be positive", "objective.temperature", source)
@@ -494,6 +498,8 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
         _require(c.model.video.num_groups > 0, "S-ViLM needs group tokens (model.video.num_groups, group_layers)",
                  "model.video.num_groups", source)
     cur = c.train.curriculum
+    _require(t.strategy != "fsdp" or cur.trigger == "none", "a curriculum that unfreezes the text tower mid-run "
+             "is not supported with train.strategy=fsdp (use ddp)", "train.strategy", source)
     _require(cur.trigger in ("none", "steps", "plateau"), f"unknown curriculum trigger '{cur.trigger}'",
              "train.curriculum.trigger", source)
     _require(cur.trigger != "steps" or cur.at_step > 0, "at_step must be positive (>= train.steps: never switch)",

@@ -74,28 +74,22 @@ def tiny_recipe(text_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
 
 
 def kill_and_resume(recipe, out_dir: str | Path, kill_step: int) -> tuple[dict, Path]:
-    """Pretrain ``recipe(out_dir)``, killed (``KeyboardInterrupt``) right after its checkpoint of step
-    ``kill_step``, then resume it to the end. Returns (the trainer state of that checkpoint, the run folder)."""
-    from unittest import mock
-
+    """Pretrain ``recipe(out_dir)``, killed (``KeyboardInterrupt`` from the trainer's ``on_checkpoint`` hook)
+    right after its checkpoint of step ``kill_step``, then resume it to the end. Returns (the trainer state
+    of that checkpoint, the run folder)."""
     from tvts.train import checkpoint as ckpt_mod
     from tvts.train import trainer as trainer_mod
 
-    real_save = ckpt_mod.save_checkpoint
-
-    def save_then_die(out, step, *args, **kwargs):
-        path = real_save(out, step, *args, **kwargs)
+    def die(step, path):
         if step == kill_step:
             raise KeyboardInterrupt(f"killed right after the step-{kill_step} checkpoint")
-        return path
 
-    with mock.patch.object(trainer_mod, "save_checkpoint", save_then_die):
-        try:
-            trainer_mod.pretrain(recipe(out_dir))
-        except KeyboardInterrupt:
-            pass
-        else:
-            raise AssertionError(f"the run was never killed: no checkpoint at step {kill_step}")
+    try:
+        trainer_mod.pretrain(recipe(out_dir), on_checkpoint=die)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError(f"the run was never killed: no checkpoint at step {kill_step}")
     state = ckpt_mod.load_trainer_state(ckpt_mod.latest_checkpoint(out_dir))
     return state, trainer_mod.pretrain(recipe(out_dir), resume=True)
 

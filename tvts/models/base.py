@@ -91,14 +91,15 @@ class VideoTextModel(nn.Module):
         """The config to rebuild a model saved in ``directory`` (e.g. pointing at its saved tokenizer)."""
         return cfg
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Write ``model.safetensors`` + ``config.json`` (+ assets), replacing ``directory`` atomically
-        (written beside it, then renamed)."""
+        (written beside it, then renamed). ``state_dict``: the weights to write instead of this module's own
+        (e.g. gathered from FSDP shards)."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
-            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+            state = {k: v.detach().contiguous().cpu() for k, v in (state_dict or self.state_dict()).items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "tvts_family": self.config.family})
             (tmp / CONFIG_NAME).write_text(json.dumps(to_dict(self.config), indent=2))
             self._save_assets(tmp)

@@ -63,3 +63,27 @@ def all_reduce_sum(values: dict[str, float], device: torch.device) -> dict[str, 
     t = torch.tensor([float(values[k]) for k in keys], device=device, dtype=torch.float64)
     dist.all_reduce(t)
     return dict(zip(keys, t.tolist()))
+
+
+def shard_fsdp(net: torch.nn.Module, bf16: bool) -> torch.nn.Module:
+    """PyTorch FSDP2 (``fully_shard``) over ``net``, in place: every member of every ``nn.ModuleList`` (the
+    transformer blocks of each tower, the sort head's blocks) is one unit whose parameters are gathered
+    just before its forward and freed after it; everything else joins the root unit. Parameters,
+    gradients and optimiser state are sharded across the processes. ``bf16``: parameters are gathered in
+    bf16 and gradients reduced in fp32 (mixed precision). Build the optimiser after this call."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    # Deepest lists first: a unit must be sharded before the unit that contains it.
+    for module in reversed(list(net.modules())):
+        if isinstance(module, torch.nn.ModuleList):
+            for child in module:
+                if any(p.numel() for p in child.parameters(recurse=True)):
+                    fully_shard(child, mp_policy=policy)
+    fully_shard(net, mp_policy=policy)
+    return net
+
+
+def full_tensor(x: torch.Tensor) -> torch.Tensor:
+    """A DTensor (FSDP's sharded values, e.g. a clipped gradient norm) as one ordinary tensor; others as they are."""
+    return x.full_tensor() if hasattr(x, "full_tensor") else x

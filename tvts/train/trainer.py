@@ -33,9 +33,10 @@ from tvts.models.convert import init_video_from_mae
 from tvts.models.text_features import TextFeatureTable
 from tvts.models.tvts import load_state_strict
 from tvts.objectives import Pretrainer, build_objective
-from tvts.train.checkpoint import latest_checkpoint, load_objective_state, load_trainer_state, save_checkpoint
+from tvts.train.checkpoint import (full_model_state, is_sharded, latest_checkpoint, load_objective_state,
+                                   load_sharded_checkpoint, load_trainer_state, save_checkpoint, save_sharded_checkpoint)
 from tvts.train.curriculum import Curriculum
-from tvts.train.distributed import DistInfo, all_reduce_sum, init_distributed, main_process_first
+from tvts.train.distributed import DistInfo, all_reduce_sum, full_tensor, init_distributed, main_process_first, shard_fsdp
 from tvts.train.metrics_log import MetricsLog
 from tvts.train.optim import build_optimizer, build_scheduler
 from tvts.train.streams import BatchStream, is_caption_step
@@ -165,11 +166,13 @@ def index_space(dataset) -> int:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """``train.precision`` on ``device``: bf16 when asked for, or with ``auto`` on a GPU that supports it."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+
+
 def autocast_context(precision: str, device: torch.device):
-    bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(precision, device) else contextlib.nullcontext()
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -187,7 +190,7 @@ def train_step(net: torch.nn.Module, batch: dict, opt: torch.optim.Optimizer, sc
     loss = sum(losses.values())
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip > 0 else torch.tensor(0.0)
+    grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(params, grad_clip)) if grad_clip > 0 else torch.tensor(0.0)
     opt.step()
     sched.step()
     return loss, losses, metrics, grad_norm
@@ -200,9 +203,11 @@ def reseed(seed: int, rank: int, step: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------- main
-def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
+def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None) -> Path:
     """Train ``cfg`` and return the run folder. ``resume``: continue from the newest checkpoint in
-    ``train.out_dir`` exactly where it stopped (same data order, optimiser and scheduler state)."""
+    ``train.out_dir`` exactly where it stopped (same data order, optimiser and scheduler state).
+    ``on_checkpoint(step, path)``: called on every process after each checkpoint is complete (a hook for
+    tools and tests, e.g. to stop a run there)."""
     t = cfg.train
     info: DistInfo = init_distributed(t.device)
     if t.threads > 0 and info.device.type == "cpu":
@@ -237,9 +242,12 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
     objective = build_objective(cfg.objective, model, index_space(streams["main"].dataset)).to(info.device).train()
     net = Pretrainer(model, objective)
     curriculum = Curriculum(t.curriculum, model, validation_data(cfg, root, val_list, info))
+    fsdp = t.strategy == "fsdp" and info.world_size > 1
+    if fsdp:  # before the optimiser, which must hold the sharded parameters
+        shard_fsdp(net, bf16=uses_bf16(t.precision, info.device))
 
     def wrap() -> torch.nn.Module:
-        if info.world_size == 1:
+        if info.world_size == 1 or fsdp:
             return net
         # Objectives and caption batches leave some parameters without a gradient in some steps. Buffers
         # are not broadcast: a memory bank is updated identically on every process, and batch-norm
@@ -256,10 +264,16 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
         print(f"[tvts] no checkpoint in {out}; starting from scratch")
     if ckpt is not None:
         state = load_trainer_state(ckpt)
-        load_state_strict(model, load_file(str(ckpt / "model.safetensors")), str(ckpt))
-        load_objective_state(objective, ckpt)
-        curriculum.load_state_dict(state.get("curriculum", {}), opt, sched)  # before the optimiser: stage II adds a group
-        opt.load_state_dict(state["optimizer"])
+        if is_sharded(ckpt) != fsdp:
+            raise ConfigError(f"{ckpt} was written {'with' if is_sharded(ckpt) else 'without'} FSDP sharding; resume it "
+                              f"with the same train.strategy and several processes", field="train.strategy")
+        if fsdp:
+            load_sharded_checkpoint(ckpt, net, opt)
+        else:
+            load_state_strict(model, load_file(str(ckpt / "model.safetensors")), str(ckpt))
+            load_objective_state(objective, ckpt)
+            curriculum.load_state_dict(state.get("curriculum", {}), opt, sched)  # before the optimiser: stage II adds a group
+            opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, seen, elapsed_before = int(state["step"]), int(state["seen"]), float(state["elapsed"])
         bad = {k: int(v) for k, v in state["bad"].items()}
@@ -276,17 +290,21 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
     log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, truncate_after=step if ckpt else 0)
 
     def checkpoint_now() -> None:
-        if info.is_main:
-            # Where each stream stands (epoch, batches taken in it), and what it was measured against.
-            position = {name: {"epoch": st.position[0], "batch": st.position[1], "samples": len(st.dataset),
-                               "batch_size": t.batch_size, "world_size": info.world_size} for name, st in streams.items()}
-            state = {"step": step, "seen": seen, "elapsed": elapsed_before + time.time() - t0, "bad": bad,
-                     "data_position": position, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "curriculum": curriculum.state_dict()}
-            save_checkpoint(out, step, model, state, objective)
+        # Where each stream stands (epoch, batches taken in it), and what it was measured against.
+        position = {name: {"epoch": st.position[0], "batch": st.position[1], "samples": len(st.dataset),
+                           "batch_size": t.batch_size, "world_size": info.world_size} for name, st in streams.items()}
+        state = {"step": step, "seen": seen, "elapsed": elapsed_before + time.time() - t0, "bad": bad,
+                 "data_position": position, "scheduler": sched.state_dict(), "curriculum": curriculum.state_dict()}
+        path = None
+        if fsdp:
+            path = save_sharded_checkpoint(out, step, net, opt, state, json.dumps(to_dict(model.config), indent=2), info.is_main)
+        elif info.is_main:
+            path = save_checkpoint(out, step, model, {**state, "optimizer": opt.state_dict()}, objective)
         if info.world_size > 1:
             dist.barrier()
         reseed(t.seed, info.rank, step)
+        if on_checkpoint is not None:
+            on_checkpoint(step, path or out / "checkpoints" / f"step_{step:08d}")
 
     bar = None
     if info.is_main and t.progress:
@@ -345,8 +363,9 @@ def pretrain(cfg: RecipeConfig, resume: bool = False) -> Path:
             break
     if bar is not None:
         bar.close()
+    full = full_model_state(net) if fsdp else None  # collective: gathered onto process 0
     if info.is_main:
-        model.save_pretrained(out / "model")
+        model.save_pretrained(out / "model", state_dict=full)
         summary = {"steps": step, "seen": seen, "bad": bad, "seconds": elapsed_before + time.time() - t0,
                    "world_size": info.world_size}
         table = getattr(model.text_model, "feature_table", None)
