@@ -111,16 +111,121 @@ def test_decode_frames_decodes_only_the_needed_range(indexed_video, monkeypatch)
     import tvts.data.decode as decode
 
     seen = []
-    original = decode._frame_time
+    original = decode.plan_skips
 
-    def spy(*args):
-        seen.append(original(*args))
-        return seen[-1]
+    def spy(times, keyframe, sorted_ts):
+        seen.append(times.copy())
+        return original(times, keyframe, sorted_ts)
 
-    monkeypatch.setattr(decode, "_frame_time", spy)
-    decode_frames(indexed_video, [2.26, 1.71])
-    # starts at the keyframe at or before 1.71 (frame 15, t = 1.5), stops at the first frame after 2.26
-    assert seen[0] == pytest.approx(1.5) and seen[-1] == pytest.approx(2.3)
+    monkeypatch.setattr(decode, "plan_skips", spy)
+    np.testing.assert_array_equal(decode_frames(indexed_video, [2.26, 1.71]).shape[0], 2)
+    # packets from the keyframe at or before 1.71 (frame 15, t = 1.5) up to the keyframe after 2.26 (t = 2.5)
+    # (kept for pictures shown before it in an open GOP), nothing after it
+    assert seen[0].min() == pytest.approx(1.5) and seen[0].max() == pytest.approx(2.5)
+
+
+def _gop_stream(rng, n: int, gop: int, max_b: int):
+    """Packets of a simulated closed-GOP H.264-like stream in decode order: (presentation index, keyframe
+    flag). Each GOP: its keyframe, then mini-GOPs of a reference picture followed by the up to ``max_b``
+    B pictures shown before it."""
+    order, key = [], []
+    i = 0
+    while i < n:
+        g_end = min(n, i + gop)
+        order.append(i)
+        key.append(True)
+        j = i + 1
+        while j < g_end:
+            b = int(rng.integers(0, max_b + 1))
+            ref = min(j + b, g_end - 1)
+            order.append(ref)
+            key.append(False)
+            order.extend(range(j, ref))
+            key.extend([False] * (ref - j))
+            j = ref + 1
+        i = g_end
+    return np.array(order), np.array(key)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plan_skips_shows_the_right_picture_and_keeps_its_references(seed):
+    from tvts.data.decode import plan_skips
+
+    rng = np.random.default_rng(seed)
+    fps = 25.0
+    present, key = _gop_stream(rng, 120, int(rng.integers(5, 40)), int(rng.integers(0, 4)))
+    times = present / fps
+    targets = np.sort(rng.uniform(0, 120 / fps, int(rng.integers(1, 20))))
+    levels, shown = plan_skips(times, key, targets)
+    # the picture shown at t: the last one with presentation time <= t
+    np.testing.assert_array_equal(present[shown], np.clip(np.floor(targets * fps + 1e-9), 0, 119).astype(int))
+    gop = np.cumsum(key) - 1
+    for s in shown:
+        assert levels[s] == "DEFAULT"
+        # every picture decoded before it in its GOP keeps its references (nothing there is NONKEY)
+        assert all(levels[i] != "NONKEY" for i in range(s) if gop[i] == gop[s])
+    # nothing is decoded in full that is not shown, and a GOP's tail after its last shown picture is skipped
+    assert {i for i, lv in enumerate(levels) if lv == "DEFAULT"} == set(shown.tolist())
+    for i, lv in enumerate(levels):
+        later_shown = [s for s in shown if gop[s] == gop[i] and s > i]
+        shows = any(gop[s] == gop[i] for s in shown)
+        assert (lv in ("NONKEY", "ALL")) == (not later_shown and i not in shown)
+        assert (lv == "ALL") == (not shows)  # a GOP that shows nothing is not decoded
+
+
+def test_plan_skips_keeps_references_of_a_shown_leading_picture():
+    from tvts.data.decode import plan_skips
+
+    # decode order: GOP 0 = I0 P3 B1 B2 P6 B4 B5; GOP 1 = I9 B7 B8 (open GOP: B7, B8 shown before I9) P12 B10 B11
+    present = np.array([0, 3, 1, 2, 6, 4, 5, 9, 7, 8, 12, 10, 11])
+    key = np.array([1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0], dtype=bool)
+    levels, shown = plan_skips(present / 10.0, key, np.array([0.05, 0.75]))  # pictures 0 and 7 (leading)
+    assert present[shown].tolist() == [0, 7]
+    assert all(lv != "NONKEY" for lv in levels[:7])  # B7 may reference P6: GOP 0's tail is decoded
+    levels, shown = plan_skips(present / 10.0, key, np.array([0.05, 0.95]))  # pictures 0 and 9 (the keyframe)
+    assert levels[1:7] == ["NONKEY"] * 6
+    assert plan_skips(present / 10.0, np.zeros(13, dtype=bool), np.array([0.5])) is None  # not from a keyframe
+
+
+@pytest.fixture(scope="module")
+def bframe_video(tmp_path_factory, make_video, gray_code):
+    path = tmp_path_factory.mktemp("decode_b") / "bframes.mp4"
+    return make_video(path, gray_code.frames(60, 48, 64), FPS, gop=12, crf=10)  # crf 10: x264 uses B pictures
+
+
+def test_bframe_video_has_b_frames(bframe_video):
+    import av
+
+    with av.open(bframe_video) as c:
+        kinds = {int(f.pict_type) for f in c.decode(video=0)}
+    assert kinds == {1, 2, 3}, kinds  # I, P and B pictures
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_planned_decode_equals_the_plain_scan_and_the_full_decode(bframe_video, gray_code, monkeypatch, seed):
+    import tvts.data.decode as decode
+
+    rng = np.random.default_rng(seed)
+    times = rng.uniform(-0.5, 6.5, int(rng.integers(1, 24)))
+    planned = decode_frames(bframe_video, times)
+    expected = np.clip(np.floor(times * FPS + 1e-9), 0, 59).astype(int)
+    np.testing.assert_array_equal(gray_code.index(planned), expected)
+    monkeypatch.setattr(decode, "PLANNED_CODECS", ())
+    np.testing.assert_array_equal(decode_frames(bframe_video, times), planned)
+
+
+def test_a_plan_that_does_not_hold_falls_back_to_the_plain_scan(bframe_video, gray_code, monkeypatch):
+    import tvts.data.decode as decode
+
+    original = decode.plan_skips
+
+    def wrong(times, keyframe, sorted_ts):  # skips the very pictures it should show
+        levels, shown = original(times, keyframe, sorted_ts)
+        return ["NONKEY"] * len(levels), shown
+
+    monkeypatch.setattr(decode, "plan_skips", wrong)
+    times = np.array([1.23, 4.56, 5.89])
+    np.testing.assert_array_equal(gray_code.index(decode_frames(bframe_video, times)), [12, 45, 58])
 
 
 def _torchcodec_available() -> bool:
