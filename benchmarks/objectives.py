@@ -1,6 +1,6 @@
 """The pretraining objectives side by side: the same small backbone, the same data, the same budget.
 
-Each variant pretrains the main job's backbone (``configs/demo.yaml``: joint ViT 4x128 on 32x32x8 clips, no
+Each variant pretrains the main job's backbone (``tvts/configs/demo.yaml``: joint ViT 4x128 on 32x32x8 clips, no
 token dropping, frozen MiniLM text encoder with precomputed features, batch 32 holding the embedded
 dataset's direction pairs, AdamW 5e-4) on narrated shapes for ``--steps`` steps, for every seed in
 ``--seeds``; then the main job's evaluation runs on the held-out data: zero-shot text-to-video retrieval

@@ -40,7 +40,7 @@ from _report import write_report  # noqa: E402  (benchmarks/ is on the path when
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "19a96b7"  # main before this work: per-step text encoding, per-sample decoding
 
-# The recipe of `before` (its configs/demo.yaml), written in today's fields.
+# The recipe of `before` (its configs/demo.yaml, now tvts/configs/demo.yaml), written in today's fields.
 OLD_RECIPE = ["train.batch_size=16", "model.video.mask_ratio=0.5", "model.video.mask_kind=random", "train.lr=1e-3",
               "train.warmup_steps=50", "data.workers=1", "data.group_size=1"]
 ROWS = {

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp, default="demo"):
-        sp.add_argument("--config", default=default, help=f"recipe name in configs/ or a YAML path (default: {default})")
+        sp.add_argument("--config", default=default, help=f"recipe name (tvts/configs/) or a YAML path (default: {default})")
         sp.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
 
     sp = sub.add_parser("main", help="the main job: build the embedded dataset, pretrain, evaluate, report")
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_make_synthetic)
 
     sp = sub.add_parser("config", help="print a recipe with every field resolved (after overrides)")
-    sp.add_argument("config", help="recipe name in configs/ or a YAML path")
+    sp.add_argument("config", help="recipe name (tvts/configs/) or a YAML path")
     sp.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
     sp.set_defaults(func=cmd_config)
 

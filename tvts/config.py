@@ -11,6 +11,8 @@ Value ranges are checked in ``validate`` functions below.
 
 from __future__ import annotations
 
+import importlib.resources
+
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -23,7 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from tvts.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The named configs ship inside the package (package data), so an installed wheel finds them too.
+CONFIG_DIR = Path(str(importlib.resources.files("tvts") / "configs"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,7 +303,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 def find_config(name_or_path: str, kind: str = "") -> Path:
-    """A path, or a config name looked up in ``configs/`` (``kind='models'`` for model configs)."""
+    """A path, or a config name looked up in the package's ``tvts/configs/`` (``kind='models'`` for model configs)."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml", ".json") and p.exists():
         return p

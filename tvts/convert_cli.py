@@ -61,7 +61,7 @@ def add_convert_parser(subparsers) -> argparse.ArgumentParser:
     sp.add_argument("--unsafe", action="store_true",
                     help="full unpickling / torch.jit.load: can run code stored in the file; only for trusted files")
     sp.add_argument("--config", default="",
-                    help="model config (name in configs/models or a YAML path) to convert into, instead of the published size's")
+                    help="model config (name in tvts/configs/models or a YAML path) to convert into, instead of the published size's")
     sp.add_argument("--text-model", default="", help="tvts-v1 only: a local DistilBERT folder (tokenizer + config.json)")
     sp.add_argument("src", help="the checkpoint file")
     sp.add_argument("out_dir", help="the model folder to write (replaced if it exists)")

@@ -16,7 +16,7 @@ FAMILIES: dict[str, type[VideoTextModel]] = {"tvts": TVTS, "tvtsv2": TVTSv2}
 
 
 def build_model(name_or_config: str | ModelConfig, overrides: list[str] = (), pretrained_text: bool = True) -> VideoTextModel:
-    """A fresh model from a named config (``configs/models/<name>.yaml``), a YAML path or a ModelConfig."""
+    """A fresh model from a named config (``tvts/configs/models/<name>.yaml``), a YAML path or a ModelConfig."""
     cfg = name_or_config if isinstance(name_or_config, ModelConfig) else load_model_config(name_or_config, overrides)
     return FAMILIES[cfg.family](cfg, pretrained_text=pretrained_text)
 
