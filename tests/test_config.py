@@ -37,11 +37,27 @@ def test_overrides_are_typed():
     ("data.time_order=reversed", "data.time_order"),
     ("data.group_size=3", "data.group_size"),  # must divide the batch of 32
     ("data.group_size=0", "data.group_size"),
+    # values that used to pass checking and crash later (K! orders at the first step, a division by zero, ...)
+    ("model.num_segments=8", "model.num_segments"),
+    ("train.ckpt_every=0", "train.ckpt_every"),
+    ("train.log_every=0", "train.log_every"),
+    ("data.decode_timeout=-1", "data.decode_timeout"),
+    ("data.workers=-2", "data.workers"),
+    ("data.max_retries=-1", "data.max_retries"),
+    ("train.grad_clip=-1", "train.grad_clip"),
+    ("train.strategy=zero3", "train.strategy"),
 ])
 def test_bad_fields_are_named(override, field):
     with pytest.raises(ConfigError) as e:
         load_recipe("demo", [override])
     assert field in str(e.value)
+
+
+def test_an_out_of_range_override_names_the_override_not_the_file():
+    with pytest.raises(ConfigError) as e:
+        load_recipe("demo", ["train.steps=10", "train.ckpt_every=0"])
+    assert "override train.ckpt_every=0" in str(e.value) and "demo.yaml" not in str(e.value)
+    assert e.value.field == "train.ckpt_every"
 
 
 def test_bad_yaml_file_names_the_file(tmp_path):

@@ -359,7 +359,13 @@ def load_recipe(name_or_path: str, overrides: list[str] = ()) -> RecipeConfig:
     data = _read_yaml(path)
     data["model"] = _model_dict(data.get("model", {}), str(path))
     cfg = _structured(RecipeConfig, data, list(overrides), str(path))
-    validate_recipe(cfg, str(path))
+    try:
+        validate_recipe(cfg, str(path))
+    except ConfigError as e:  # a value set by an override: name the override, not the file
+        given = [o for o in overrides if o.split("=", 1)[0].strip() == e.field]
+        if given:
+            raise ConfigError(e.message, field=e.field, source=f"override {given[-1]}") from None
+        raise
     return cfg
 
 
@@ -387,6 +393,7 @@ def to_dict(cfg) -> dict:
 # family → (video arch, text encoder kind)
 FAMILY_PARTS = {"tvts": (("joint", "r3d_slow"), "hf"), "tvtsv2": (("divided",), "clip")}
 OBJECTIVES = ("tvts", "merlot_like", "vcop", "cpd", "svilm")
+MAX_SEGMENTS = 7  # the largest K: order decoding and the sort metrics enumerate all K! orders (5040)
 
 
 def _require(cond: bool, msg: str, field_: str, source: str) -> None:
@@ -409,7 +416,8 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     arch, text_kind = FAMILY_PARTS[m.family]
     _require(v.arch in arch, f"family {m.family} needs video arch {' or '.join(arch)}, not '{v.arch}'", "model.video.arch", source)
     _require(t.kind == text_kind, f"family {m.family} needs text kind '{text_kind}', not '{t.kind}'", "model.text.kind", source)
-    _require(m.num_segments >= 2, "K must be at least 2", "model.num_segments", source)
+    _require(2 <= m.num_segments <= MAX_SEGMENTS, f"K must be in [2, {MAX_SEGMENTS}] (sorting enumerates the K! orders)",
+             "model.num_segments", source)
     _require(v.img_size % v.patch == 0, f"img_size {v.img_size} is not a multiple of patch {v.patch}", "model.video.img_size", source)
     _require(v.num_frames % v.tubelet == 0, f"num_frames {v.num_frames} is not a multiple of tubelet {v.tubelet}", "model.video.num_frames", source)
     _require(v.num_frames // v.tubelet <= v.max_slots, "num_frames / tubelet exceeds max_slots", "model.video.max_slots", source)
@@ -528,6 +536,19 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(d.time_order in TIME_ORDERS, f"unknown time_order '{d.time_order}' (known: {', '.join(TIME_ORDERS)})",
              "data.time_order", source)
     _require(d.shuffle_buffer >= 0, "shuffle_buffer must be >= 0", "data.shuffle_buffer", source)
+    _require(d.workers >= 0, "workers must be >= 0 (0: load in the training process)", "data.workers", source)
+    _require(d.decode_timeout >= 0, "decode_timeout must be >= 0 seconds (0: no limit)", "data.decode_timeout", source)
+    _require(d.max_retries >= 0, "max_retries must be >= 0", "data.max_retries", source)
+    _require(d.min_words >= 0, "min_words must be >= 0", "data.min_words", source)
+    _require(d.group_size >= 1, "group_size must be >= 1", "data.group_size", source)
+    _require(d.resize_ratio >= 1.0, "resize_ratio must be >= 1", "data.resize_ratio", source)
+    _require(t.ckpt_every > 0, "ckpt_every must be positive (steps between checkpoints)", "train.ckpt_every", source)
+    _require(t.log_every > 0, "log_every must be positive (steps between log rows)", "train.log_every", source)
+    _require(t.warmup_steps >= 0, "warmup_steps must be >= 0", "train.warmup_steps", source)
+    _require(t.weight_decay >= 0, "weight_decay must be >= 0", "train.weight_decay", source)
+    _require(t.grad_clip >= 0, "grad_clip must be >= 0 (0: no clipping)", "train.grad_clip", source)
+    _require(t.threads >= 0, "threads must be >= 0 (0: torch's default)", "train.threads", source)
+    _require(t.time_limit_minutes >= 0, "time_limit_minutes must be >= 0 (0: none)", "train.time_limit_minutes", source)
     _require(d.group_size >= 1 and t.batch_size % d.group_size == 0, "group_size must be >= 1 and divide train.batch_size",
              "data.group_size", source)
     _require(d.group_size == 1 or not d.shards, "shards are streamed in their own order: group_size must be 1",

@@ -13,6 +13,7 @@ class ConfigError(TVTSError, ValueError):
     def __init__(self, message: str, field: str | None = None, source: str | None = None):
         where = " ".join(p for p in (f"in {source}" if source else "", f"at '{field}'" if field else "") if p)
         super().__init__(f"{message}" + (f" ({where})" if where else ""))
+        self.message = message
         self.field = field
         self.source = source
 
@@ -29,6 +30,10 @@ class SampleError(TVTSError):
         self.reason = reason
         self.path = path
         self.detail = detail
+
+
+class DataError(TVTSError):
+    """Too much of a corpus is unusable (``data.max_bad_fraction``), or a run's files cannot be written."""
 
 
 class CheckpointError(TVTSError):

@@ -154,3 +154,35 @@ def test_a_decode_that_hangs_is_a_timeout(tmp_path, make_video):
     s = ds[0]
     assert s["index"] == 1 and s["skipped"]["timeout"] >= 1 and set(s["skipped"]) == {"timeout"}
     assert time.perf_counter() - t0 < 10
+
+
+def test_a_record_of_the_wrong_kind_is_skipped_and_counted(tmp_path, make_video):
+    """A caption record in a transcript corpus is a bad sample (reason wrong_kind, naming file and line),
+    not an error that stops training; `data check --kind` reports it, and without --kind the mix is shown."""
+    from tvts.data.cli_commands import format_check_report
+
+    frames = np.random.default_rng(0).integers(0, 255, (48, 32, 48, 3), dtype=np.uint8)
+    for i in range(3):
+        make_video(tmp_path / f"good{i}.mp4", frames, FPS)
+    lines = [json.dumps({"video": "good0.mp4", "words": GOOD_WORDS, "duration": 12.0}),
+             json.dumps({"video": "good1.mp4", "caption": "a red square moves left"}),
+             json.dumps({"video": "good1.mp4", "words": GOOD_WORDS, "duration": 12.0}),
+             json.dumps({"video": "good2.mp4", "words": GOOD_WORDS, "duration": 12.0})]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    ds = ManifestDataset(path, K, L, GAP, num_frames=4, transform=VideoTransform(16, train=True), seed=0,
+                         max_retries=30, kind="transcript")
+    s = ds[1]
+    assert s["index"] != 1 and "order" in s and s["skipped"].get("wrong_kind", 0) >= 1
+    assert any(p.startswith(f"{path}:2") for p in s["bad_paths"]), s["bad_paths"]
+    assert all(ds[i]["skipped"] == {} for i in (0, 2, 3))
+    captions = ManifestDataset(path, K, L, GAP, num_frames=4, transform=VideoTransform(16, train=True), seed=0,
+                               max_retries=30, kind="caption")
+    assert captions[0]["index"] == 1 and captions[0]["skipped"] == {"wrong_kind": 1}
+
+    report = check_manifest(path, num_segments=K, segment_seconds=L, gap=GAP, progress=False, kind="transcript")
+    assert report["bad"] == {"wrong_kind": 1} and [e["line"] for e in report["examples"]["wrong_kind"]] == [2]
+    report = check_manifest(path, num_segments=K, segment_seconds=L, gap=GAP, progress=False)
+    assert report["bad"] == {} and report["kinds"] == {"transcript": 3, "caption": 1}
+    assert "mixes 3 transcript and 1 caption records" in format_check_report(report)

@@ -13,6 +13,7 @@ from tvts.train import checkpoint as ckpt_mod
 from tvts.train import trainer as trainer_mod
 from tvts.train.checkpoint import latest_checkpoint, load_trainer_state
 from tvts.train.streams import ResumableSampler, is_caption_step
+from tvts.errors import ConfigError, DataError
 from tvts.train.trainer import pretrain
 
 
@@ -89,7 +90,7 @@ def test_checkpoints_are_complete_or_absent(assets, tmp_path, monkeypatch):
         return real_save(out_dir, step, model, state, keep)
 
     monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_in_second_save)
-    with pytest.raises(OSError):
+    with pytest.raises(DataError, match=r"cannot write the step-4 checkpoint .*: disk full; the previous checkpoint .*step_00000002 is intact"):
         pretrain(_recipe(assets, tmp_path / "run", steps=6))
     monkeypatch.undo()
     latest = latest_checkpoint(tmp_path / "run")
@@ -254,3 +255,38 @@ def test_other_objectives_train_on_a_caption_corpus(assets, tmp_path, objective)
     trained = _weights(run)
     assert torch.equal(trained["vid_proj.0.weight"], fresh["vid_proj.0.weight"]) is False
     assert not torch.equal(trained["video_model.blocks.0.attn.qkv.weight"], fresh["video_model.blocks.0.attn.qkv.weight"])
+
+
+def test_what_a_run_needs_on_disk_is_checked_first_and_crash_leftovers_are_removed(assets, tmp_path):
+    with pytest.raises(ConfigError, match="no model.safetensors in .*nowhere.*train.init_from"):
+        pretrain(_recipe(assets, tmp_path / "a", init_from=str(tmp_path / "nowhere")))
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot write to .*train.out_dir"):
+        pretrain(_recipe(assets, blocked / "run"))
+    # a checkpoint folder half-written by a crash (never named by `latest`) is removed at the next start
+    leftover = tmp_path / "b" / "checkpoints" / ".tmp_abc123"
+    leftover.mkdir(parents=True)
+    (leftover / "model.safetensors").write_bytes(b"partial")
+    pretrain(_recipe(assets, tmp_path / "b", steps=2))
+    assert not leftover.exists() and latest_checkpoint(tmp_path / "b").name == "step_00000002"
+
+
+def test_a_short_run_on_mostly_bad_data_stops_with_a_summary(assets, tmp_path, monkeypatch, capsys):
+    """Fewer than 100 samples: the bad fraction is still checked at the last step, and reported in one line."""
+    from tvts.data.datasets import TranscriptVideoDataset
+    from tvts.errors import SampleError
+
+    real = TranscriptVideoDataset._load
+
+    def half_bad(self, index, rng, *args, **kwargs):
+        if index % 2:
+            raise SampleError("decode", f"video_{index}.mp4", "planted")
+        return real(self, index, rng, *args, **kwargs)
+
+    monkeypatch.setattr(TranscriptVideoDataset, "_load", half_bad)
+    with pytest.raises(DataError, match=r"too much bad data .*max_bad_fraction=0.2.*bad samples skipped against 8 used .*decode \d+; files: video_"):
+        pretrain(_recipe(assets, tmp_path / "bad", steps=2))
+    monkeypatch.undo()
+    pretrain(_recipe(assets, tmp_path / "ok", steps=2))
+    assert "[tvts] no bad samples (8 used)" in capsys.readouterr().out

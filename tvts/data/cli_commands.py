@@ -33,6 +33,11 @@ def format_check_report(report: dict) -> str:
              f"{report['total'] - report['ok']} bad", "", f"{'reason':<22}{'count':>8}"]
     lines += [f"{reason:<22}{n:>8}" for reason, n in sorted(report["bad"].items(), key=lambda kv: -kv[1])]
     lines.append(f"{'ok':<22}{report['ok']:>8}")
+    kinds = report.get("kinds", {})
+    if len(kinds) > 1 and report.get("settings", {}).get("kind", "any") == "any":
+        lines.append(f"\nnote: this manifest mixes {kinds.get('transcript', 0)} transcript and {kinds.get('caption', 0)} "
+                     "caption records. Training reads one kind per corpus (data.manifest: the kind most of its records have; "
+                     "data.caption_manifest: captions) and skips the others as wrong_kind; check with --kind auto.")
     for reason, examples in sorted(report["examples"].items()):
         lines.append(f"\n{reason}:")
         lines += [f"  line {e['line']}: {e['video'] or e['id']}  {e['detail']}" for e in examples]
@@ -46,7 +51,7 @@ def cmd_check(args) -> int:
         args.manifest, num_segments=args.segments, segment_seconds=args.segment_seconds, gap=args.gap,
         min_words=args.min_words, video_tolerance=args.video_tolerance, max_words=args.max_words,
         max_caption_chars=args.max_caption_chars, decode=not args.no_decode, timeout=args.timeout,
-        progress=not args.no_progress,
+        progress=not args.no_progress, kind=args.kind,
     )
     print(format_check_report(report))
     if args.json:
@@ -114,6 +119,10 @@ def add_data_parsers(subparsers) -> None:
     sp.add_argument("--no-decode", action="store_true", help="only probe headers; do not decode two frames a video")
     sp.add_argument("--timeout", type=float, default=60.0,
                     help="seconds one record may take before it is reported as 'timeout' (0: no limit; default 60)")
+    sp.add_argument("--kind", default="any",
+                    help="the records the manifest is for: transcript, caption (data.caption_manifest), auto (the kind "
+                         "most records have, as training reads data.manifest) or any; a record of the other kind is "
+                         "reported as wrong_kind (default any)")
     sp.add_argument("--json", default="", help="also write the report to this JSON file")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_check)

@@ -353,11 +353,19 @@ class ManifestDataset(TranscriptVideoDataset):
     A caption record gives ``frames`` (TSN over the whole video), ``texts`` = [caption], ``caption``, ``bounds``
     ``[1, 2]`` = (0, duration), ``frame_times``, ``keep``, ``video_id``, ``index`` and no ``order``.
     ``timeout`` > 0 bounds the seconds one record may take (see :func:`time_limit`; reason ``"timeout"``).
+    ``kind``: the records this corpus trains on (``"transcript"``, ``"caption"``, ``"auto"``: the kind most of
+    its records have, or ``"any"``); a record of the other kind is a bad sample with reason ``"wrong_kind"``
+    (skipped and counted, naming file and line): a batch holds one kind.
     """
 
-    def __init__(self, manifest: str | os.PathLike | ManifestRecords, *args, timeout: float = 0.0, **kwargs):
+    def __init__(self, manifest: str | os.PathLike | ManifestRecords, *args, timeout: float = 0.0, kind: str = "any",
+                 **kwargs):
+        if kind not in RECORD_KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(RECORD_KINDS)}, not {kind!r}")
+        self.manifest_path = None if isinstance(manifest, ManifestRecords) else os.fspath(manifest)
         self.records = manifest if isinstance(manifest, ManifestRecords) else load_manifest(manifest)
         self.timeout = float(timeout)
+        self.kind = resolve_kind(self.records, kind)
         super().__init__(self.records.base, list(self.records.ids), *args, **kwargs)
 
     def video_path(self, index: int) -> str:
@@ -391,6 +399,10 @@ class ManifestDataset(TranscriptVideoDataset):
         if kind == INVALID:
             reason, detail = r.invalid_reason(index)
             raise SampleError(reason, r.ids[index], detail)
+        wrong = wrong_kind(kind, self.kind)
+        if wrong:
+            where = f"{self.manifest_path}:{record_line(self.manifest_path, index)}" if self.manifest_path else r.ids[index]
+            raise SampleError("wrong_kind", where, f"record '{r.ids[index]}': {wrong}")
         video = video or r.video_path(index)
         duration = float(r.duration[index])
         if kind == TRANSCRIPT:
@@ -413,6 +425,35 @@ class ManifestDataset(TranscriptVideoDataset):
         if self.mask is not None:
             sample["keep"] = make_mask(self.mask, rng)
         return sample
+
+
+RECORD_KINDS = ("transcript", "caption", "auto", "any")
+
+
+def resolve_kind(records: ManifestRecords, kind: str) -> str:
+    """``"auto"``: the kind most of the valid records have (transcript on a tie); other kinds as given."""
+    if kind != "auto":
+        return kind
+    return "caption" if int(np.sum(records.kind == CAPTION)) > int(np.sum(records.kind == TRANSCRIPT)) else "transcript"
+
+
+
+def wrong_kind(kind: int, expected: str) -> str:
+    """Why a record of ``kind`` (TRANSCRIPT / CAPTION) does not belong in a corpus of ``expected`` records
+    (:data:`RECORD_KINDS`); empty when it does."""
+    if expected == "transcript" and kind == CAPTION:
+        return "a caption record in a corpus of transcripts; captioned videos go in their own manifest (data.caption_manifest)"
+    if expected == "caption" and kind == TRANSCRIPT:
+        return "a transcript record in a corpus of captions; transcripts go in their own manifest (data.manifest)"
+    return ""
+
+
+def record_line(path: str, index: int) -> int:
+    """The 1-based line of record ``index`` of the manifest at ``path`` (records are its non-blank lines)."""
+    for i, line in enumerate(_line_numbers(path)):
+        if i == index:
+            return line
+    return 0
 
 
 def collate_manifest(samples: list[dict]) -> dict:
@@ -442,6 +483,7 @@ def check_manifest(
     decode: bool = True,
     timeout: float = 0.0,
     progress: bool = True,
+    kind: str = "any",
 ) -> dict:
     """Validate every record of a manifest without training.
 
@@ -453,19 +495,33 @@ def check_manifest(
     centred sample needs decode (``decode``/``unreadable``); with ``timeout`` > 0, a record whose checks take
     longer is ``timeout`` (:func:`time_limit`).
 
-    Returns ``{"manifest", "total", "ok", "bad": {reason: count}, "examples": {reason: [{"line", "id",
+    ``kind``: the records the manifest is meant for (``"transcript"``, ``"caption"`` for ``data.caption_manifest``,
+    ``"auto"`` as training reads ``data.manifest``: its majority kind): a record of the other kind is
+    ``wrong_kind``. With ``"any"`` both pass, and ``kinds`` counts them, so a manifest that mixes them is visible.
+
+    Returns ``{"manifest", "total", "ok", "bad": {reason: count}, "kinds": {kind: count}, "examples": {reason: [{"line", "id",
     "video", "detail"}, ...]} (the first 5 per reason), "settings": {...}}``.
     """
     from tqdm import tqdm
 
     path = os.fspath(path)
     records = load_manifest(path, max_words=max_words, max_caption_chars=max_caption_chars)
+    if kind not in RECORD_KINDS:
+        raise ConfigError(f"kind must be one of {', '.join(RECORD_KINDS)}, not {kind!r}")
+    kind = resolve_kind(records, kind)
     bad: dict[str, int] = {}
+    kinds: dict[str, int] = {}
     examples: dict[str, list] = {}
     lines = iter(_line_numbers(path))
     for i in tqdm(range(len(records)), desc="check", unit="record", disable=not progress):
         line = next(lines)
         try:
+            if int(records.kind[i]) in (TRANSCRIPT, CAPTION):
+                name = "transcript" if int(records.kind[i]) == TRANSCRIPT else "caption"
+                kinds[name] = kinds.get(name, 0) + 1
+                wrong = wrong_kind(int(records.kind[i]), kind)
+                if wrong:
+                    raise SampleError("wrong_kind", records.ids[i], wrong)
             with time_limit(timeout, records.ids[i]):
                 _check_record(records, i, num_segments, segment_seconds, gap, min_words, video_tolerance, decode)
         except SampleError as e:
@@ -476,11 +532,11 @@ def check_manifest(
     settings = {
         "num_segments": num_segments, "segment_seconds": segment_seconds, "gap": gap, "min_words": min_words,
         "video_tolerance": video_tolerance, "max_words": max_words, "max_caption_chars": max_caption_chars,
-        "decode": decode, "timeout": timeout,
+        "decode": decode, "timeout": timeout, "kind": kind,
     }
     total = len(records)
-    return {"manifest": path, "total": total, "ok": total - sum(bad.values()), "bad": bad, "examples": examples,
-            "settings": settings}
+    return {"manifest": path, "total": total, "ok": total - sum(bad.values()), "bad": bad, "kinds": kinds,
+            "examples": examples, "settings": settings}
 
 
 def _check_record(records, i, num_segments, segment_seconds, gap, min_words, video_tolerance, decode) -> None:

@@ -22,6 +22,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from tvts.config import MAX_SEGMENTS
+
 SORT_OUTPUTS = ("kway", "pairwise", "factorial")
 
 
@@ -29,7 +31,7 @@ SORT_OUTPUTS = ("kway", "pairwise", "factorial")
 @lru_cache(maxsize=None)
 def _permutations(k: int) -> torch.Tensor:
     """All K! orders ``[K!, K]``; row p gives each item's position (lexicographic order of rows)."""
-    if k > 7:
+    if k > MAX_SEGMENTS:
         raise ValueError(f"whole-order decoding enumerates K! orders; K={k} is too large")
     return torch.tensor(list(itertools.permutations(range(k))), dtype=torch.long)  # [K!, K]
 

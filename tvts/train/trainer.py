@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from tvts.data.frame_store import FrameStore
 from tvts.data.manifest import ManifestDataset, collate_manifest
 from tvts.data.shards import ShardDataset
 from tvts.data.transforms import VideoTransform
-from tvts.errors import ConfigError
+from tvts.errors import ConfigError, DataError
 from tvts.models import build_model
 from tvts.models.convert import init_video_from_mae
 from tvts.models.text_features import TextFeatureTable
@@ -82,7 +83,7 @@ def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: b
     """The YT-Temporal-layout dataset of ``root`` + ``split_list`` or, when ``data.manifest`` is set and
     ``train``, the manifest's (transcript records: TVTS samples; caption records: contrastive only)."""
     if cfg.data.manifest and train:
-        return ManifestDataset(cfg.data.manifest, timeout=cfg.data.decode_timeout, **_dataset_args(cfg, train))
+        return ManifestDataset(cfg.data.manifest, timeout=cfg.data.decode_timeout, kind="auto", **_dataset_args(cfg, train))
     return TranscriptVideoDataset(root, split_list, **_dataset_args(cfg, train))
 
 
@@ -94,12 +95,12 @@ def train_streams(cfg: RecipeConfig, root: Path, train_list: Path, info: DistInf
                   rank=info.rank, world_size=info.world_size, pin_memory=info.device.type == "cuda")
     if d.shards:
         main = ShardDataset(d.shards, rank=info.rank, world_size=info.world_size, shuffle_buffer=d.shuffle_buffer,
-                            block_size=t.batch_size, timeout=d.decode_timeout, **_dataset_args(cfg, True))
+                            block_size=t.batch_size, timeout=d.decode_timeout, kind="auto", **_dataset_args(cfg, True))
     else:
         main = transcript_dataset(cfg, root, train_list, train=True)
     streams = {"main": BatchStream(main, group_size=d.group_size, **common)}
     if d.caption_ratio > 0:
-        captions = ManifestDataset(d.caption_manifest, timeout=d.decode_timeout, **_dataset_args(cfg, True))
+        captions = ManifestDataset(d.caption_manifest, timeout=d.decode_timeout, kind="caption", **_dataset_args(cfg, True))
         streams["captions"] = BatchStream(captions, **common)
     return streams
 
@@ -202,6 +203,40 @@ def reseed(seed: int, rank: int, step: int) -> None:
     torch.manual_seed((seed * 1_000_003 + step) * 1009 + rank)
 
 
+def prepare_out_dir(cfg: RecipeConfig) -> Path:
+    """Check, before any work, what a run needs on disk: ``train.out_dir`` writable (the folders left by a
+    crash mid-checkpoint removed), and the files ``train.init_from`` / ``train.init_mae`` name present.
+    One clear :class:`ConfigError` each, not a traceback later."""
+    t = cfg.train
+    out = Path(t.out_dir)
+    if t.init_from and not (Path(t.init_from) / "model.safetensors").is_file():
+        raise ConfigError(f"no model.safetensors in {t.init_from} (a folder written by tvts pretrain or tvts convert)",
+                          field="train.init_from")
+    if t.init_mae and not Path(t.init_mae).is_file():
+        raise ConfigError(f"no such file: {t.init_mae}", field="train.init_mae")
+    try:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        probe = out / ".tvts_write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to {out}: {e.strerror or e}; choose another train.out_dir",
+                          field="train.out_dir") from None
+    for partial in list((out / "checkpoints").glob(".tmp_*")) + list((out / "checkpoints").glob(".step_*.old")):
+        shutil.rmtree(partial, ignore_errors=True)  # a checkpoint a crash left half-written (never `latest`)
+    return out
+
+
+def bad_summary(bad: dict[str, int], seen: int, files: list[str]) -> str:
+    """One line: how many samples were skipped, by reason, and the first files."""
+    n = sum(bad.values())
+    if not n:
+        return f"no bad samples ({seen} used)"
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1]))
+    shown = "; ".join(files[:5]) + (" ..." if len(files) > 5 else "")
+    return f"{n} bad samples skipped against {seen} used ({100 * n / (n + seen):.1f} %): {reasons}; files: {shown}"
+
+
 # ---------------------------------------------------------------------------------------- main
 def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None) -> Path:
     """Train ``cfg`` and return the run folder. ``resume``: continue from the newest checkpoint in
@@ -212,7 +247,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None) -> Pat
     info: DistInfo = init_distributed(t.device)
     if t.threads > 0 and info.device.type == "cpu":
         torch.set_num_threads(t.threads)
-    out = Path(t.out_dir)
+    out = prepare_out_dir(cfg) if info.is_main else Path(t.out_dir)
     reseed(t.seed, info.rank, 0)
 
     # Data first: building the embedded dataset (rank 0) must finish before any process reads it.
@@ -259,6 +294,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None) -> Pat
     sched = build_scheduler(opt, t)
 
     step, bad, seen, elapsed_before = 0, {}, 0, 0.0
+    bad_files: list[str] = []  # the first files of skipped samples (this process), for the summary
     ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is None and info.is_main:
         print(f"[tvts] no checkpoint in {out}; starting from scratch")
@@ -296,10 +332,17 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None) -> Pat
         state = {"step": step, "seen": seen, "elapsed": elapsed_before + time.time() - t0, "bad": bad,
                  "data_position": position, "scheduler": sched.state_dict(), "curriculum": curriculum.state_dict()}
         path = None
-        if fsdp:
-            path = save_sharded_checkpoint(out, step, net, opt, state, json.dumps(to_dict(model.config), indent=2), info.is_main)
-        elif info.is_main:
-            path = save_checkpoint(out, step, model, {**state, "optimizer": opt.state_dict()}, objective)
+        try:
+            if fsdp:
+                path = save_sharded_checkpoint(out, step, net, opt, state, json.dumps(to_dict(model.config), indent=2),
+                                               info.is_main)
+            elif info.is_main:
+                path = save_checkpoint(out, step, model, {**state, "optimizer": opt.state_dict()}, objective)
+        except OSError as e:
+            last = latest_checkpoint(out)
+            raise DataError(f"cannot write the step-{step} checkpoint into {out / 'checkpoints'}: {e.strerror or e}"
+                            f"; {'the previous checkpoint ' + str(last) + ' is intact' if last else 'no earlier checkpoint'}"
+                            ) from None
         if info.world_size > 1:
             dist.barrier()
         reseed(t.seed, info.rank, step)
@@ -336,10 +379,13 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None) -> Pat
             window[k] = (total + v.detach().float(), count + 1)
         for k, v in all_reduce_sum(batch["skipped"], info.device).items():
             bad[k] = bad.get(k, 0) + int(v)
+        bad_files += batch["bad_paths"][: max(0, 20 - len(bad_files))]
         n_bad = sum(bad.values())
-        if seen >= 100 and n_bad / (n_bad + seen) > cfg.data.max_bad_fraction:
-            raise RuntimeError(f"{n_bad} bad samples against {seen} good ones (> data.max_bad_fraction="
-                               f"{cfg.data.max_bad_fraction}); by reason: {bad}; last bad files: {batch['bad_paths'][:5]}")
+        if (seen >= 100 or step == t.steps) and n_bad / (n_bad + seen) > cfg.data.max_bad_fraction:
+            # Checked from 100 samples on, and at the last step whatever the count: a short run on bad data
+            # does not end quietly.
+            raise DataError(f"too much bad data (> data.max_bad_fraction={cfg.data.max_bad_fraction}): "
+                            + bad_summary(bad, seen, bad_files) + "; check the corpus with `tvts data check`")
         out_of_time = time.time() - t0 > time_limit
         if step % t.log_every == 0 or step == t.steps or out_of_time:
             # Loss terms and metrics are means over the steps since the last row.
@@ -366,8 +412,9 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None) -> Pat
     full = full_model_state(net) if fsdp else None  # collective: gathered onto process 0
     if info.is_main:
         model.save_pretrained(out / "model", state_dict=full)
-        summary = {"steps": step, "seen": seen, "bad": bad, "seconds": elapsed_before + time.time() - t0,
-                   "world_size": info.world_size}
+        summary = {"steps": step, "seen": seen, "bad": bad, "bad_files": bad_files,
+                   "seconds": elapsed_before + time.time() - t0, "world_size": info.world_size}
+        print(f"[tvts] {bad_summary(bad, seen, bad_files)}")
         table = getattr(model.text_model, "feature_table", None)
         if table is not None:  # texts that had to be encoded in a step (this process, since it started)
             summary["text_features"] = {"texts": len(table), "misses": table.misses}
