@@ -5,7 +5,9 @@ of 4 s with 1 s gaps, M frames by TSN over the 19 s span, train transform to 224
 M/2 x 196 tokens): annotation -> Eq. 1 -> decode only the M frames (seek + forward decode) -> transform ->
 mask. Baseline: the same samples decoded with decord (``VideoReader(num_threads=1).get_batch``), as the
 released TVTS code and its peers load clips (a row when ``decord`` is installed: ``pip install decord``; it
-is not a dependency of tvts). A naive reference decodes the whole video and picks the M frames. A last row
+is not a dependency of tvts). A second tvts row runs the same path with the default time limit
+(``data.decode_timeout``: each probe and decode in a helper process, :mod:`tvts.data.watchdog`). A naive
+reference decodes the whole video and picks the M frames. A last row
 times the tvts path on the same videos re-encoded as ``tvts data shard --short-side 256 --fps 8`` does
 (:func:`tvts.data.shards.reencode`: 256p, 8 fps, a keyframe every second).
 
@@ -34,6 +36,7 @@ from tvts.data.sampling import tsn_timestamps
 from tvts.data.shards import reencode
 from tvts.data.transcripts import load_yt_annotation, sample_segments
 from tvts.data.transforms import VideoTransform
+from tvts.data.watchdog import DECODE_TIMEOUT
 
 FPS, SECONDS, GOP_SECONDS = 25, 60, 2
 K, L, GAP = 4, 4.0, 1.0
@@ -148,6 +151,10 @@ def main() -> None:
         mask = MaskSpec("random", num_slots=args.frames // 2, num_patches=196, ratio=0.75)
         ds = TranscriptVideoDataset(root, names, K, L, GAP, args.frames, transform, mask, seed=0, decode_threads=1)
         sampled = clips_per_second(ds, args.clips)
+        ds = TranscriptVideoDataset(root, names, K, L, GAP, args.frames, transform, mask, seed=0, decode_threads=1,
+                                    timeout=DECODE_TIMEOUT)
+        guarded = clips_per_second(ds, args.clips)
+        ds.watchdog.close()
         torchcodec = None
         if torchcodec_available():
             ds = TranscriptVideoDataset(root, names, K, L, GAP, args.frames, transform, mask, seed=0, decode_threads=1,
@@ -173,6 +180,7 @@ def main() -> None:
     print(f"\n1 process, decoder threads 1, M = {args.frames}")
     print(f"{'path':<52}{'clips/s':>10}")
     print(f"{'seek + decode the M sampled frames (tvts, PyAV)':<52}{sampled:>10.2f}")
+    print(f"{'  the same, with the default time limit (helper)':<52}{guarded:>10.2f}")
     if torchcodec is not None:
         print(f"{'seek + decode the M sampled frames (tvts, torchcodec)':<52}{torchcodec:>10.2f}")
     else:

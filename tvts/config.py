@@ -23,6 +23,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tvts.data.watchdog import DECODE_TIMEOUT
 from tvts.errors import ConfigError
 
 # The named configs ship inside the package (package data), so an installed wheel finds them too.
@@ -168,7 +169,9 @@ class DataConfig:
     group_size: int = 1  # consecutive split-list entries shuffled as one group and kept in one batch (hard negatives)
     caption_manifest: str = ""  # a second corpus of captioned videos (WebVid-style), contrastive loss only
     caption_ratio: float = 0.0  # fraction of the steps that train on a caption batch (0.5 alternates, TVTSv2)
-    decode_timeout: float = 0.0  # >0: seconds one sample may take before it is skipped as "timeout"
+    # seconds one probe or decode may take: the call runs in a helper process that is then killed and the sample
+    # skipped as "timeout" (tvts.data.watchdog); 0: no limit, decoded in the worker itself
+    decode_timeout: float = DECODE_TIMEOUT
     decode_backend: str = "pyav"  # pyav | torchcodec (needs the torchcodec extra and FFmpeg's libraries)
     text_features: bool = True  # frozen text tower: encode each text the corpus can produce once, before step 1
     frame_store: bool = False  # decode every training video once into one uint8 file at training resolution

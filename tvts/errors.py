@@ -17,6 +17,9 @@ class ConfigError(TVTSError, ValueError):
         self.field = field
         self.source = source
 
+    def __reduce__(self):  # pickles with its fields (e.g. back from a decoding process)
+        return (type(self), (self.message, self.field, self.source))
+
 
 class SampleError(TVTSError):
     """One training/eval sample cannot be used. ``reason`` is a short stable key used for counting
@@ -30,6 +33,9 @@ class SampleError(TVTSError):
         self.reason = reason
         self.path = path
         self.detail = detail
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.path, self.detail))
 
 
 class DataError(TVTSError):

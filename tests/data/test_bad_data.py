@@ -186,3 +186,74 @@ def test_a_record_of_the_wrong_kind_is_skipped_and_counted(tmp_path, make_video)
     report = check_manifest(path, num_segments=K, segment_seconds=L, gap=GAP, progress=False)
     assert report["bad"] == {} and report["kinds"] == {"transcript": 3, "caption": 1}
     assert "mixes 3 transcript and 1 caption records" in format_check_report(report)
+
+
+@pytest.fixture
+def stalled_video(tmp_path, make_video):
+    """``stalled.mp4``: a FIFO whose writer sends the first half of a real video, then stops without closing
+    (a network read that stalls mid-file). Yields its path; the writer is killed afterwards."""
+    import subprocess
+    import sys
+
+    make_video(tmp_path / "whole.mp4", np.random.default_rng(1).integers(0, 255, (48, 32, 48, 3), dtype=np.uint8), FPS)
+    fifo = tmp_path / "stalled.mp4"
+    os.mkfifo(fifo)
+    half = (tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "half.bin").write_bytes(half[: len(half) // 2])
+    writer = subprocess.Popen([sys.executable, "-c", "import sys, time\nf = open(sys.argv[1], 'wb')\n"
+                               "f.write(open(sys.argv[2], 'rb').read()); f.flush(); time.sleep(600)",
+                               str(fifo), str(tmp_path / "half.bin")])
+    yield fifo
+    writer.kill()
+    writer.wait()
+
+
+def test_a_stalled_read_is_stopped_in_training_check_and_extract(tmp_path, make_video, stalled_video):
+    """The time limit stops a decode blocked inside FFmpeg (the call runs in a helper process that is
+    killed): the record is a timeout in the dataset, in `data check` and in `extract`, and nothing hangs."""
+    from tvts.eval.extract import ViewsDataset
+
+    make_video(tmp_path / "good.mp4", np.zeros((48, 16, 16, 3), np.uint8), FPS)
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps({"video": v, "words": GOOD_WORDS, "duration": 12.0}) + "\n"
+                            for v in ("stalled.mp4", "good.mp4")))
+    t0 = time.perf_counter()
+    ds = ManifestDataset(path, K, L, GAP, num_frames=2, transform=VideoTransform(16), train=False, timeout=1.0)
+    s = ds[0]
+    assert s["index"] == 1 and set(s["skipped"]) == {"timeout"}, s["skipped"]  # (the replacement may retry it)
+    assert ds[1]["skipped"] == {}  # the next call starts a fresh helper and works
+    report = check_manifest(path, num_segments=K, segment_seconds=L, gap=GAP, timeout=1.0, progress=False)
+    assert report["bad"] == {"timeout": 1} and report["examples"]["timeout"][0]["line"] == 1
+    views = ViewsDataset([str(stalled_video), str(tmp_path / "good.mp4")], ["stalled", "good"], 2,
+                         VideoTransform(16), timeout=1.0)
+    assert views[0]["frames"] is None and views[0]["error"]["reason"] == "timeout"
+    assert views[1]["frames"].shape == (1, 2, 3, 16, 16)
+    assert time.perf_counter() - t0 < 30
+
+
+def test_watchdog_answers_like_a_direct_call_and_survives_a_dead_helper(tmp_path, make_video, gray_code, stalled_video):
+    import threading
+
+    from tvts.data.decode import decode_frames, probe
+    from tvts.data.watchdog import Watchdog
+    from tvts.errors import SampleError
+
+    video = make_video(tmp_path / "v.mp4", gray_code.frames(20, 48, 64), FPS)
+    w = Watchdog(10)
+    times = np.array([0.3, 2.1, 4.9])
+    np.testing.assert_array_equal(w.call("decode_frames", video, times, threads=1), decode_frames(video, times, threads=1))
+    assert w.call("probe", video) == probe(video)
+    with pytest.raises(SampleError) as e:  # errors come back typed, with their reason
+        w.call("probe", str(tmp_path / "missing.mp4"))
+    assert e.value.reason == "unreadable"
+    # the helper dies during a call (e.g. a crash inside FFmpeg): that sample fails as "decode", the next call works
+    helper = w._proc
+    threading.Timer(0.5, helper.kill).start()
+    with pytest.raises(SampleError) as e:
+        w.call("probe", str(stalled_video))
+    assert e.value.reason == "decode" and "died" in e.value.detail
+    assert w.call("probe", video) == probe(video) and w._proc is not helper
+    w._proc.kill()  # a helper found dead between calls is replaced before the call
+    w._proc.wait()
+    assert w.call("probe", video) == probe(video)
+    w.close()

@@ -10,6 +10,8 @@ import argparse
 import json
 import os
 
+from tvts.data.watchdog import DECODE_TIMEOUT
+
 
 def cmd_manifest(args) -> int:
     from tvts.data.manifest import manifest_from_webvid, manifest_from_yt
@@ -117,8 +119,9 @@ def add_data_parsers(subparsers) -> None:
     sp.add_argument("--max-words", type=int, default=100_000, help="longest transcript accepted (default 100000)")
     sp.add_argument("--max-caption-chars", type=int, default=10_000, help="longest caption accepted (default 10000)")
     sp.add_argument("--no-decode", action="store_true", help="only probe headers; do not decode two frames a video")
-    sp.add_argument("--timeout", type=float, default=60.0,
-                    help="seconds one record may take before it is reported as 'timeout' (0: no limit; default 60)")
+    sp.add_argument("--timeout", type=float, default=DECODE_TIMEOUT,
+                    help=f"seconds one probe or decode of a record may take before it is stopped and the record "
+                         f"reported as 'timeout' (0: no limit; default {DECODE_TIMEOUT:g})")
     sp.add_argument("--kind", default="any",
                     help="the records the manifest is for: transcript, caption (data.caption_manifest), auto (the kind "
                          "most records have, as training reads data.manifest) or any; a record of the other kind is "

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tvts.data.decode import decode_frames, probe
 from tvts.data.masking import full_mask, random_mask, tube_mask
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.transcripts import (Transcript, load_yt_annotation, reachable_segment_texts, sample_segments,
                                    shuffle_segments, span_seconds)
 from tvts.data.transforms import VideoTransform
+from tvts.data.watchdog import Watchdog
 from tvts.errors import ConfigError, SampleError
 
 __all__ = [
@@ -198,6 +198,7 @@ class TranscriptVideoDataset(Dataset):
         video_tolerance: float = 0.5,
         decode_threads: int | None = 1,
         decode_backend: str = "pyav",
+        timeout: float = 0.0,
     ):
         if transform is None:
             raise ConfigError("TranscriptVideoDataset needs a transform", field="transform")
@@ -231,6 +232,9 @@ class TranscriptVideoDataset(Dataset):
         self.video_tolerance = float(video_tolerance)
         self.decode_threads = decode_threads
         self.decode_backend = decode_backend
+        # timeout > 0: every probe and decode runs in a helper process killed after `timeout` seconds (reason
+        # "timeout"), so a stalled read or an FFmpeg call that never returns cannot hang a worker
+        self.watchdog = Watchdog(timeout)
         self.frame_store = None  # a tvts.data.frame_store.FrameStore of video_path(i) for every i, or None: decode
         self._transcripts: dict[int, Transcript] = {}  # index -> parsed annotation (see transcript())
         self.epoch = 0
@@ -241,14 +245,15 @@ class TranscriptVideoDataset(Dataset):
 
     def duration(self, index: int, video_path: str) -> float:
         """The video's duration in seconds (from the frame store when there is one, else the file's headers)."""
-        return self.frame_store.duration(index) if self.frame_store is not None else probe(video_path).duration
+        return self.frame_store.duration(index) if self.frame_store is not None else self.watchdog.call("probe", video_path).duration
 
     def frames(self, index: int, video_path: str, times: np.ndarray, rng) -> torch.Tensor:
         """The transformed frames of sample ``index`` at ``times``: float32 ``[M, 3, size, size]``, decoded from
         ``video_path`` or read from the frame store (the same pixels)."""
         if self.frame_store is not None:
             return self.transform(self.frame_store.frames(index, times), rng, resized=True)
-        return self.transform(decode_frames(video_path, times, threads=self.decode_threads, backend=self.decode_backend), rng)
+        frames = self.watchdog.call("decode_frames", video_path, times, threads=self.decode_threads, backend=self.decode_backend)
+        return self.transform(frames, rng)
 
     def set_epoch(self, epoch: int) -> None:
         """Change the training randomness (ignored when ``train=False``)."""
@@ -393,6 +398,7 @@ class ClipDataset(Dataset):
         on_error: str = "raise",
         decode_threads: int | None = 1,
         decode_backend: str = "pyav",
+        timeout: float = 0.0,
     ):
         self.paths = [os.fspath(p) for p in paths]
         if ids is not None and len(ids) != len(self.paths):
@@ -409,6 +415,7 @@ class ClipDataset(Dataset):
         self.on_error = on_error
         self.decode_threads = decode_threads
         self.decode_backend = decode_backend
+        self.watchdog = Watchdog(timeout)  # > 0: a time limit that stops any decode (tvts.data.watchdog)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -416,9 +423,10 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         try:
-            info = probe(path)
+            info = self.watchdog.call("probe", path)
             times = tsn_timestamps(0.0, info.duration, self.num_frames, None)
-            frames = self.transform(decode_frames(path, times, threads=self.decode_threads, backend=self.decode_backend), None)
+            frames = self.transform(self.watchdog.call("decode_frames", path, times, threads=self.decode_threads,
+                                                       backend=self.decode_backend), None)
         except SampleError as e:
             if self.on_error == "raise":
                 raise

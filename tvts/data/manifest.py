@@ -24,14 +24,11 @@ them as reference counts of millions of Python objects are touched.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
 import os
 import re
-import signal
-import threading
 from array import array
 from collections.abc import Iterable
 
@@ -39,8 +36,8 @@ import numpy as np
 import torch
 
 from tvts.data.datasets import TranscriptVideoDataset, _Names, collate, make_mask, read_split_list, yt_paths
-from tvts.data.decode import decode_frames, probe
 from tvts.data.sampling import tsn_timestamps
+from tvts.data.watchdog import Watchdog
 from tvts.data.transcripts import (Transcript, clean_word, load_yt_annotation, reachable_segment_texts, sample_segments,
                                    span_seconds)
 from tvts.errors import ConfigError, SampleError
@@ -58,7 +55,6 @@ __all__ = [
     "ManifestDataset",
     "collate_manifest",
     "check_manifest",
-    "time_limit",
 ]
 
 TRANSCRIPT, CAPTION, INVALID = 0, 1, 2
@@ -313,36 +309,6 @@ def manifest_from_webvid(csv_path: str | os.PathLike, video_root: str | os.PathL
         return {"written": write_manifest(records(), out)}
 
 
-@contextlib.contextmanager
-def time_limit(seconds: float, path: str):
-    """Raise ``SampleError("timeout", path)`` if the block runs longer than ``seconds`` (0: no limit).
-
-    A SIGALRM watchdog: it interrupts Python code between two decoded frames and blocking system calls
-    (opening a FIFO or a stalled network file), not a single C call that never returns. It works in the main
-    thread of a process (the main program, each DataLoader worker); in other threads there is no limit."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired = False
-
-    def alarm(signum, frame):
-        nonlocal fired
-        fired = True
-        raise SampleError("timeout", path, f"took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    except SampleError as e:
-        if fired and e.reason != "timeout":  # the alarm interrupted a system call: FFmpeg reported that instead
-            raise SampleError("timeout", path, f"took more than {seconds} s ({e})") from e
-        raise
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 class ManifestDataset(TranscriptVideoDataset):
     """A torch Dataset over a JSONL manifest, with the sampling, randomness and bad-sample replacement of
     :class:`~tvts.data.datasets.TranscriptVideoDataset` (same constructor options after ``manifest``).
@@ -352,7 +318,8 @@ class ManifestDataset(TranscriptVideoDataset):
     ``frame_times`` ``[M]``, ``keep``, ``video_id`` = the record id, ``index``, ``skipped``, ``bad_paths``).
     A caption record gives ``frames`` (TSN over the whole video), ``texts`` = [caption], ``caption``, ``bounds``
     ``[1, 2]`` = (0, duration), ``frame_times``, ``keep``, ``video_id``, ``index`` and no ``order``.
-    ``timeout`` > 0 bounds the seconds one record may take (see :func:`time_limit`; reason ``"timeout"``).
+    ``timeout`` > 0 bounds the seconds each probe and decode of a record may take (reason ``"timeout"``; the
+    call runs in a helper process that is killed: :mod:`tvts.data.watchdog`).
     ``kind``: the records this corpus trains on (``"transcript"``, ``"caption"``, ``"auto"``: the kind most of
     its records have, or ``"any"``); a record of the other kind is a bad sample with reason ``"wrong_kind"``
     (skipped and counted, naming file and line): a batch holds one kind.
@@ -366,7 +333,7 @@ class ManifestDataset(TranscriptVideoDataset):
         self.records = manifest if isinstance(manifest, ManifestRecords) else load_manifest(manifest)
         self.timeout = float(timeout)
         self.kind = resolve_kind(self.records, kind)
-        super().__init__(self.records.base, list(self.records.ids), *args, **kwargs)
+        super().__init__(self.records.base, list(self.records.ids), *args, timeout=timeout, **kwargs)
 
     def video_path(self, index: int) -> str:
         return self.records.video_path(index)
@@ -389,11 +356,7 @@ class ManifestDataset(TranscriptVideoDataset):
 
     def _load(self, index: int, rng: np.random.Generator, video: str | None = None) -> dict:
         """The item of record ``index``; ``video`` replaces its video path (a shard reader's in-memory copy).
-        Loading it takes at most ``timeout`` seconds (0: no limit), else ``SampleError("timeout")``."""
-        with time_limit(self.timeout, self.records.ids[index]):
-            return self._load_record(index, rng, video)
-
-    def _load_record(self, index: int, rng: np.random.Generator, video: str | None) -> dict:
+        Each probe and decode takes at most ``timeout`` seconds (0: no limit), else ``SampleError("timeout")``."""
         r = self.records
         kind = int(r.kind[index])
         if kind == INVALID:
@@ -407,7 +370,7 @@ class ManifestDataset(TranscriptVideoDataset):
         duration = float(r.duration[index])
         if kind == TRANSCRIPT:
             if math.isnan(duration):
-                duration = probe(video).duration
+                duration = self.watchdog.call("probe", video).duration
             return self._transcript_sample(r.transcript(index, duration), video, r.ids[index], index, rng)
         train_rng = rng if self.train else None
         duration = self.duration(index, video)
@@ -492,8 +455,8 @@ def check_manifest(
     ``zero_duration``); a transcript covers the segment span K*l + (K-1)*gap (``too_short``) and the centred
     start has ``min_words`` words in every segment (``empty_segment``); the video lasts until the last
     segment ends, within ``video_tolerance`` s (``too_short``); with ``decode``, the first and last frame the
-    centred sample needs decode (``decode``/``unreadable``); with ``timeout`` > 0, a record whose checks take
-    longer is ``timeout`` (:func:`time_limit`).
+    centred sample needs decode (``decode``/``unreadable``); with ``timeout`` > 0, a probe or decode that takes
+    longer is stopped and the record is ``timeout`` (:mod:`tvts.data.watchdog`).
 
     ``kind``: the records the manifest is meant for (``"transcript"``, ``"caption"`` for ``data.caption_manifest``,
     ``"auto"`` as training reads ``data.manifest``: its majority kind): a record of the other kind is
@@ -509,6 +472,7 @@ def check_manifest(
     if kind not in RECORD_KINDS:
         raise ConfigError(f"kind must be one of {', '.join(RECORD_KINDS)}, not {kind!r}")
     kind = resolve_kind(records, kind)
+    watchdog = Watchdog(timeout)
     bad: dict[str, int] = {}
     kinds: dict[str, int] = {}
     examples: dict[str, list] = {}
@@ -522,8 +486,7 @@ def check_manifest(
                 wrong = wrong_kind(int(records.kind[i]), kind)
                 if wrong:
                     raise SampleError("wrong_kind", records.ids[i], wrong)
-            with time_limit(timeout, records.ids[i]):
-                _check_record(records, i, num_segments, segment_seconds, gap, min_words, video_tolerance, decode)
+            _check_record(records, i, num_segments, segment_seconds, gap, min_words, video_tolerance, decode, watchdog)
         except SampleError as e:
             bad[e.reason] = bad.get(e.reason, 0) + 1
             ex = examples.setdefault(e.reason, [])
@@ -539,7 +502,7 @@ def check_manifest(
             "examples": examples, "settings": settings}
 
 
-def _check_record(records, i, num_segments, segment_seconds, gap, min_words, video_tolerance, decode) -> None:
+def _check_record(records, i, num_segments, segment_seconds, gap, min_words, video_tolerance, decode, watchdog) -> None:
     """The checks of :func:`check_manifest` for record i; raises :class:`SampleError`."""
     kind = int(records.kind[i])
     if kind == INVALID:
@@ -548,7 +511,7 @@ def _check_record(records, i, num_segments, segment_seconds, gap, min_words, vid
     video = records.video_path(i)
     if not os.path.exists(video):
         raise SampleError("missing", video, "no such file")
-    info = probe(video)
+    info = watchdog.call("probe", video)
     if kind == TRANSCRIPT:
         d = float(records.duration[i])
         segs = sample_segments(
@@ -561,7 +524,7 @@ def _check_record(records, i, num_segments, segment_seconds, gap, min_words, vid
     else:
         start, end = 0.0, info.duration
     if decode:
-        decode_frames(video, tsn_timestamps(start, end, 2, None), threads=1)
+        watchdog.call("decode_frames", video, tsn_timestamps(start, end, 2, None), threads=1)
 
 
 def _line_numbers(path: str):

@@ -165,7 +165,8 @@ def _memory_file(data: bytes):
         fd = os.memfd_create("tvts-sample")
         try:
             os.write(fd, data)
-            yield f"/proc/self/fd/{fd}"
+            # this process's pid, not "self": the decode may run in a helper process (tvts.data.watchdog)
+            yield f"/proc/{os.getpid()}/fd/{fd}"
         finally:
             os.close(fd)
     else:

@@ -11,6 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+from tvts.data.watchdog import DECODE_TIMEOUT
+
 COMMON_DEFAULTS = {
     "videos": None, "out": "eval/report.json", "cache": None, "clips": 1, "crops": 1, "batch_size": 16,
     "workers": 2, "device": "auto", "num_frames": 0, "resize_ratio": 1.2, "interpolation": "bilinear",
@@ -283,7 +285,8 @@ def cmd_extract(args) -> int:
         paths = [str(p if Path(p).is_absolute() else base / p) for p in ids]
     f = extract_features(enc.model, paths, ids, args.out, model_dir=args.model, transform=enc.transform,
                          num_frames=enc.num_frames, clips=args.clips, crops=args.crops, reduce=args.reduce,
-                         batch_size=args.batch_size, workers=args.workers, device=enc.device, progress=args.progress)
+                         batch_size=args.batch_size, workers=args.workers, device=enc.device, progress=args.progress,
+                         timeout=args.timeout)
     files = side_paths(args.out)
     print(f"[tvts] {len(f.ids)} videos -> {files['features']} {tuple(f.features.shape)}; index {files['index']}; "
           f"preprocessing {files['preprocessing']}; {len(f.failed)} failed ({files['failed']})")
@@ -380,6 +383,9 @@ def add_extract_parser(subparsers) -> None:
     src.add_argument("--list", help="a text file of video paths, one per line (relative to the file's folder); ids = the lines")
     sp.add_argument("--out", required=True, help="features file (.safetensors); index, preprocessing and failures beside it")
     sp.add_argument("--reduce", default="mean", choices=("mean", "none"), help="average the views or keep them [N, V, D]")
+    sp.add_argument("--timeout", type=float, default=DECODE_TIMEOUT,
+                    help=f"seconds one video's probe or decode may take before it is stopped and listed as failed "
+                         f"('timeout'; 0: no limit; default {DECODE_TIMEOUT:g})")
     _encoding(sp)
     sp.set_defaults(func=cmd_extract)
 

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from tvts.data.decode import decode_frames, probe
+from tvts.data.watchdog import Watchdog
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.transforms import VideoTransform
 from tvts.errors import ConfigError, SampleError
@@ -54,13 +54,14 @@ class ViewsDataset(Dataset):
     ``index``; a video that cannot be decoded gives ``frames=None`` and ``error`` (reason, path, detail)."""
 
     def __init__(self, paths: list[str], ids: list[str], num_frames: int, transform: VideoTransform,
-                 clips: int = 1, crops: int = 1):
+                 clips: int = 1, crops: int = 1, timeout: float = 0.0):
         if crops not in (1, 3) or clips < 1:
             raise ConfigError(f"need clips >= 1 and crops in (1, 3), got {clips}, {crops}", field="views")
         if transform.train:
             raise ConfigError("feature extraction needs an eval transform (train=False)", field="transform")
         self.paths, self.ids = list(paths), list(ids)
         self.num_frames, self.transform, self.clips, self.crops = num_frames, transform, clips, crops
+        self.watchdog = Watchdog(timeout)  # > 0: a probe or decode that takes longer is stopped ("timeout")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -68,8 +69,8 @@ class ViewsDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         path = self.paths[i]
         try:
-            times = clip_timestamps(probe(path).duration, self.num_frames, self.clips)
-            frames = decode_frames(path, times.reshape(-1), threads=1)  # [clips * T, H, W, 3]
+            times = clip_timestamps(self.watchdog.call("probe", path).duration, self.num_frames, self.clips)
+            frames = self.watchdog.call("decode_frames", path, times.reshape(-1), threads=1)  # [clips * T, H, W, 3]
             frames = frames.reshape(self.clips, self.num_frames, *frames.shape[1:])
             views = [self.transform(w, None) for clip in frames for w in crop_windows(clip, self.crops)]
         except SampleError as e:
@@ -153,7 +154,7 @@ def _write_part(parts: Path, n: int, ids: list[str], feats: list[torch.Tensor]) 
 def extract_features(model, paths: list[str], ids: list[str], out: str | os.PathLike, *, model_dir: str,
                      transform: VideoTransform, num_frames: int, clips: int = 1, crops: int = 1, reduce: str = "mean",
                      batch_size: int = 8, workers: int = 0, device="cpu", chunk: int = 256,
-                     progress: bool = True) -> Features:
+                     progress: bool = True, timeout: float = 0.0) -> Features:
     """Encode every video (skipping those already done, see the module docstring) and write the files.
     Returns the features of the requested videos that could be decoded, in request order."""
     if reduce not in ("mean", "none"):
@@ -167,7 +168,7 @@ def extract_features(model, paths: list[str], ids: list[str], out: str | os.Path
     files["preprocessing"].write_text(json.dumps(prep, indent=2))
     todo = [i for i, v in enumerate(ids) if v not in done]
     failed = _encode(model, ViewsDataset([paths[i] for i in todo], [ids[i] for i in todo], num_frames, transform,
-                                         clips, crops), files["parts"], done, reduce, batch_size, workers, device,
+                                         clips, crops, timeout), files["parts"], done, reduce, batch_size, workers, device,
                      chunk, progress)
     kept = [v for v in ids if v in done]
     feats = torch.stack([done[v] for v in kept]) if kept else torch.zeros(0)
