@@ -270,3 +270,45 @@ def test_unknown_backend_is_a_config_error(indexed_video):
 
     with pytest.raises(ConfigError, match="unknown decoding backend"):
         decode_frames(indexed_video, [0.0], backend="opencv")
+
+
+@pytest.fixture(scope="module")
+def truncated_videos(tmp_path_factory, gray_code):
+    """MKV (H.264) and AVI (MPEG-4 Part 2) files of 40 frames at 10 fps, cut to half their bytes: the
+    headers still say 4 s, the frames end earlier. Returns {ext: (path, time of the last decodable frame)}."""
+    import av
+
+    d = tmp_path_factory.mktemp("truncated")
+    out = {}
+    for ext, fmt, codec in ((".mkv", "matroska", "libx264"), (".avi", "avi", "mpeg4")):
+        whole = d / f"whole{ext}"
+        with av.open(str(whole), "w", format=fmt) as c:
+            s = c.add_stream(codec, rate=FPS)
+            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+            for f in np.random.default_rng(0).integers(0, 255, (40, 48, 64, 3), dtype=np.uint8):  # noise: ~equal-size frames
+                for pk in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    c.mux(pk)
+            for pk in s.encode():
+                c.mux(pk)
+        cut = d / f"cut{ext}"
+        data = whole.read_bytes()
+        cut.write_bytes(data[: len(data) // 2])
+        _, times = decode_all(cut, return_times=True)
+        assert 0.5 < times[-1] < 3.0  # really cut short, with frames left
+        out[ext] = (str(cut), float(times[-1]))
+    return out
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".avi"])
+@pytest.mark.parametrize("backend", ["pyav", pytest.param("torchcodec", marks=torchcodec_only)])
+def test_a_truncated_file_is_an_error_not_a_repeated_frame(truncated_videos, ext, backend):
+    path, last = truncated_videos[ext]
+    ok = decode_frames(path, [0.0, last], backend=backend, threads=1)  # the decodable part decodes
+    assert ok.shape[0] == 2
+    with pytest.raises(SampleError) as e:
+        decode_frames(path, [0.0, 3.5], backend=backend, threads=1)  # 3.5 s exists by the headers, not in the file
+    assert e.value.reason == "truncated" and path in str(e.value)
+
+
+def test_times_past_the_end_of_a_whole_file_still_give_its_last_frame(indexed_video, gray_code):
+    np.testing.assert_array_equal(gray_code.index(decode_frames(indexed_video, [2.95, 3.0, 50.0])), [N - 1] * 3)

@@ -3,8 +3,9 @@
 Times are seconds from the start of the video stream (its ``start_time``), so t = 0 is the first frame.
 A frame "at" time t is the last frame whose presentation time is <= t (the frame on screen at t).
 Every failure is a :class:`~tvts.errors.SampleError` with one of the reasons
-``"unreadable"``, ``"no_video_stream"``, ``"zero_duration"``, ``"decode"``; no function here ever returns a
-black placeholder frame.
+``"unreadable"``, ``"no_video_stream"``, ``"zero_duration"``, ``"decode"``, ``"truncated"`` (a time the
+headers promise lies past the last decodable frame); no function here ever returns a black placeholder
+frame or repeats a frame for a time it cannot decode.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def _decode_pyav(path: str, ts: np.ndarray, threads: int | None, *, planned: boo
             except _AV_ERRORS:
                 sought = False  # not seekable: decode from the start instead
         if planned:
-            return _planned_scan(container, stream, sorted_ts, order, check_seek=sought)
+            return _planned_scan(container, stream, path, sorted_ts, order, check_seek=sought)
         out = _scan(container, stream, path, sorted_ts, order, check_seek=sought)
     if out is None:
         # The seek overshot (the first decoded frame is later than the first requested time, e.g. a broken
@@ -181,7 +182,14 @@ def _decode_torchcodec(path: str, ts: np.ndarray, threads: int | None) -> np.nda
             return np.zeros((0, meta.height, meta.width, 3), dtype=np.uint8)
         # torchcodec refuses times outside [begin, end): clamp, as the PyAV path does.
         clamped = np.clip(ts + begin, begin, max(begin, end - 1e-3))
-        return decoder.get_frames_played_at(seconds=clamped.tolist()).data.numpy()
+        batch = decoder.get_frames_played_at(seconds=clamped.tolist())
+        shown = batch.pts_seconds.numpy() - begin
+        fps = float(meta.average_fps or 0) or 25.0
+        far = ts > shown + 2.0 / fps + _EPS  # a frame from well before the time asked for: is the file cut short?
+        if far.any():
+            info = probe(path)
+            _check_truncated(path, ts[far], float(shown[far].min()), 1.0 / fps, max(info.duration, info.num_frames / (info.fps or fps)))
+        return batch.data.numpy()
     except SampleError:
         raise
     except Exception as e:  # torchcodec reports every failure as a generic error: let probe() name it
@@ -235,7 +243,7 @@ def plan_skips(times: np.ndarray, keyframe: np.ndarray, sorted_ts: np.ndarray) -
     return levels, shown
 
 
-def _planned_scan(container, stream, sorted_ts, order, *, check_seek: bool) -> np.ndarray | None:
+def _planned_scan(container, stream, path, sorted_ts, order, *, check_seek: bool) -> np.ndarray | None:
     """:func:`_scan`'s result, decoding only what :func:`plan_skips` needs (H.264/HEVC). Demuxes from the
     current position to the first keyframe after the last requested time (and the leading pictures that
     follow it), plans, decodes packet by packet with that ``skip_frame``, and checks that every planned
@@ -264,6 +272,11 @@ def _planned_scan(container, stream, sorted_ts, order, *, check_seek: bool) -> n
         plan = plan_skips(times, np.array([p.is_keyframe for p in packets]), sorted_ts)
         if plan is None:
             return None
+        if after_key is None:  # the demuxer reached the end: times past the last packet must really be past it
+            rate = stream.average_rate or stream.guessed_rate
+            step = 1.0 / float(rate) if rate else 0.04
+            _check_truncated(path, sorted_ts[sorted_ts > times.max()], float(times.max()), step,
+                             _claimed_end(container, stream))
         levels, shown = plan
         wanted = {int(pts[i]) for i in shown}
         got: dict[int, np.ndarray] = {}
@@ -356,10 +369,37 @@ def _scan(container, stream, path, sorted_ts, order, *, check_seek: bool):
         if check_seek:
             return None  # nothing after the seek point (e.g. a seek past the end): retry from the start
         raise SampleError("unreadable", path, "no frame could be decoded")
+    _check_truncated(path, sorted_ts[j:], prev_time, step, _claimed_end(container, stream))
     while j < n:  # times past the last frame: the last frame
         assign(j, prev)
         j += 1
     return out
+
+
+def _claimed_end(container, stream) -> float:
+    """How long the headers say the video stream lasts (s): the longer of its duration and frames / fps
+    (0 when they say nothing)."""
+    end = 0.0
+    if stream.duration is not None and stream.time_base is not None:
+        end = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        end = container.duration / av.time_base
+    rate = stream.average_rate or stream.guessed_rate
+    if stream.frames and rate:
+        end = max(end, stream.frames / float(rate))
+    return end
+
+
+def _check_truncated(path: str, later_ts: np.ndarray, last_time: float | None, step: float, claimed_end: float) -> None:
+    """Times after the last decodable frame get that frame only when the video really ends there: a time
+    the headers say exists (<= ``claimed_end``) but that lies more than two frame durations past the last
+    decodable frame (``last_time``) is a truncated file, ``SampleError("truncated")``, never a repeated frame."""
+    if last_time is None or not len(later_ts):
+        return
+    t = float(np.max(later_ts[later_ts <= claimed_end])) if np.any(later_ts <= claimed_end) else None
+    if t is not None and t > last_time + 2 * step + _EPS:
+        raise SampleError("truncated", path, f"frames end at {last_time:.3f} s but the headers say {claimed_end:.3f} s "
+                                             f"and {t:.3f} s was asked for")
 
 
 def decode_all(path: str | os.PathLike, *, threads: int | None = None, return_times: bool = False):
