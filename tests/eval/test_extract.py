@@ -84,7 +84,7 @@ def test_interrupted_run_keeps_finished_chunks(eval_data, model, tiny_model_dir,
     monkeypatch.setattr(model, "encode_video", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
         _extract(model, tiny_model_dir, paths, ids, out, batch_size=1, chunk=2)
-    assert len(list(side_paths(out)["parts"].glob("*.json"))) == 1
+    assert len(list(side_paths(out)["parts"].glob("part_*.safetensors"))) == 1
     monkeypatch.undo()
     model.calls.clear()
     f = _extract(model, tiny_model_dir, paths, ids, out, batch_size=1)
@@ -100,3 +100,31 @@ def test_views_kept_or_averaged_and_settings_checked(eval_data, model, tiny_mode
     assert not torch.allclose(kept.features[:, 0], kept.features[:, 5])  # different windows, different features
     with pytest.raises(ConfigError, match="other settings"):
         _extract(model, tiny_model_dir, paths, ids, tmp_path / "v.safetensors", clips=1)
+
+
+def test_new_weights_in_the_same_model_folder_are_never_served_old_features(eval_data, tiny_model_dir, tmp_path):
+    """The resume cache is keyed by a hash of the weights: retraining into the same folder is refused."""
+    clips = eval_data["clips"][:2]
+    paths, ids = [c["path"] for c in clips], [c["video_id"] for c in clips]
+    m = load_model(tiny_model_dir).eval()
+    out = tmp_path / "w.safetensors"
+    _extract(m, tiny_model_dir, paths, ids, out)
+    with torch.no_grad():
+        next(m.video_model.parameters()).add_(0.01)  # "retrained", same folder name
+    with pytest.raises(ConfigError, match="other settings.*weights_sha256"):
+        _extract(m, tiny_model_dir, paths, ids, out)
+
+
+def test_duplicate_ids_name_both_files_and_rows_must_match_their_ids(eval_data, model, tiny_model_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    clips = eval_data["clips"][:2]
+    a, b = clips[0]["path"], clips[1]["path"]
+    with pytest.raises(ConfigError, match=f"the same id for 'x': {a} and {b}"):
+        _extract(model, tiny_model_dir, [a, b], ["x", "x"], tmp_path / "d.safetensors")
+    out = tmp_path / "r.safetensors"
+    _extract(model, tiny_model_dir, [a, b], ["a", "b"], out)
+    assert load_features(out).ids == ["a", "b"]
+    save_file({"features": torch.zeros(3, 16)}, str(out), metadata={"ids": json.dumps(["a", "b"])})  # 3 rows, 2 ids
+    with pytest.raises(ConfigError, match="3 rows for 2 ids"):
+        load_features(out)

@@ -4,9 +4,12 @@ Output of :func:`extract_features` for ``out = feats.safetensors``:
 
 - ``feats.safetensors``: one tensor ``features``, float32 ``[N, D]`` (views averaged, ``reduce="mean"``)
   or ``[N, V, D]`` (``reduce="none"``, V = clips x crops, clip-major), the model's video embedding, not
-  normalised;
-- ``feats.index.json``: ``{"ids": [...]}``, row ``i`` of ``features`` is video ``ids[i]``;
-- ``feats.preprocessing.json``: the model folder, frames per clip, views, and the exact frame transform;
+  normalised; its metadata ``ids`` (JSON) names the rows, so features and ids are written in one file,
+  atomically (written beside, then renamed), and a row count that does not match is an error;
+- ``feats.index.json``: ``{"ids": [...]}``, row ``i`` of ``features`` is video ``ids[i]`` (a copy for readers);
+- ``feats.preprocessing.json``: the model folder and a hash of its weights, frames per clip, views, and the
+  exact frame transform (a rerun resumes only with the same record: new weights in the same folder are refused,
+  never served from the old features);
 - ``feats.failed.json``: ``[{"video_id", "path", "reason", "detail"}]`` of videos that could not be
   decoded (they have no row: there are no black-frame features);
 - while running, ``feats.parts/``: finished chunks; a rerun with the same preprocessing skips every video
@@ -15,14 +18,17 @@ Output of :func:`extract_features` for ``out = feats.safetensors``:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
 from tvts.data.watchdog import Watchdog
@@ -118,9 +124,18 @@ def side_paths(out: str | os.PathLike) -> dict[str, Path]:
             "failed": Path(f"{stem}.failed.json"), "parts": Path(f"{stem}.parts")}
 
 
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of every parameter and buffer of ``model`` (names, shapes, bytes, any dtype)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def preprocessing_record(model_dir: str, num_frames: int, transform: VideoTransform, clips: int, crops: int,
-                         reduce: str) -> dict:
-    return {"model": str(model_dir), "num_frames": num_frames, "frame_sampling": "TSN midpoints in each of `clips` equal windows",
+                         reduce: str, weights: str = "") -> dict:
+    return {"model": str(model_dir), "weights_sha256": weights, "num_frames": num_frames, "frame_sampling": "TSN midpoints in each of `clips` equal windows",
             "clips": clips, "crops": crops, "crop_windows": "1: whole frame; 3: start/centre/end squares of the long side",
             "views_order": "clip-major", "reduce": reduce, "transform": transform.describe(),
             "embedding": "model.encode_video, not normalised"}
@@ -135,19 +150,39 @@ def _done(paths: dict[str, Path], prep: dict) -> dict[str, torch.Tensor]:
         raise ConfigError(f"{paths['features']} was extracted with other settings; use another --out or delete it "
                           f"(old: {old}, new: {prep})", source=str(paths["preprocessing"]))
     done: dict[str, torch.Tensor] = {}
-    if paths["features"].exists() and paths["index"].exists():
-        ids = json.loads(paths["index"].read_text())["ids"]
-        done.update(zip(ids, load_file(str(paths["features"]))["features"]))
+    if paths["features"].exists():
+        ids, feats = _read_rows(paths["features"])
+        done.update(zip(ids, feats))
     for part in sorted(paths["parts"].glob("part_*.safetensors")) if paths["parts"].is_dir() else []:
-        ids = json.loads(part.with_suffix(".json").read_text())["ids"]
-        done.update(zip(ids, load_file(str(part))["features"]))
+        ids, feats = _read_rows(part)
+        done.update(zip(ids, feats))
     return done
+
+
+def _write_rows(path: Path, ids: list[str], feats: torch.Tensor) -> None:
+    """``features`` with its row ids in the metadata, written beside ``path`` and renamed into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({"features": feats.contiguous()}, str(tmp), metadata={"ids": json.dumps(ids)})
+    os.replace(tmp, path)
+
+
+def _read_rows(path: Path) -> tuple[list[str], torch.Tensor]:
+    """(ids, features) of a file of :func:`_write_rows`; an error when they do not match row for row."""
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        feats = f.get_tensor("features")
+    if "ids" not in meta:
+        raise ConfigError(f"{path} names no rows (written by an older tvts?): delete it and extract again", source=str(path))
+    ids = json.loads(meta["ids"])
+    if len(ids) != (feats.shape[0] if feats.ndim else 0):
+        raise ConfigError(f"{path} has {feats.shape[0] if feats.ndim else 0} rows for {len(ids)} ids: delete it and "
+                          "extract again", source=str(path))
+    return ids, feats
 
 
 def _write_part(parts: Path, n: int, ids: list[str], feats: list[torch.Tensor]) -> None:
     parts.mkdir(parents=True, exist_ok=True)
-    save_file({"features": torch.stack(feats).contiguous()}, str(parts / f"part_{n:05d}.safetensors"))
-    (parts / f"part_{n:05d}.json").write_text(json.dumps({"ids": ids}))  # written last: marks the part done
+    _write_rows(parts / f"part_{n:05d}.safetensors", ids, torch.stack(feats))
 
 
 @torch.no_grad()
@@ -160,10 +195,16 @@ def extract_features(model, paths: list[str], ids: list[str], out: str | os.Path
     if reduce not in ("mean", "none"):
         raise ConfigError(f"reduce must be 'mean' or 'none', got {reduce!r}", field="reduce")
     if len(set(ids)) != len(ids):
-        raise ConfigError("video ids must be unique", field="ids")
+        seen: dict[str, str] = {}
+        clashes = []
+        for v, p in zip(ids, paths):
+            if v in seen:
+                clashes.append(f"'{v}': {seen[v]} and {p}")
+            seen.setdefault(v, p)
+        raise ConfigError(f"video ids must be unique; the same id for {'; '.join(clashes[:5])}", field="ids")
     files = side_paths(out)
     files["features"].parent.mkdir(parents=True, exist_ok=True)
-    prep = preprocessing_record(model_dir, num_frames, transform, clips, crops, reduce)
+    prep = preprocessing_record(model_dir, num_frames, transform, clips, crops, reduce, weights_fingerprint(model))
     done = _done(files, prep)
     files["preprocessing"].write_text(json.dumps(prep, indent=2))
     todo = [i for i, v in enumerate(ids) if v not in done]
@@ -172,13 +213,10 @@ def extract_features(model, paths: list[str], ids: list[str], out: str | os.Path
                      chunk, progress)
     kept = [v for v in ids if v in done]
     feats = torch.stack([done[v] for v in kept]) if kept else torch.zeros(0)
-    save_file({"features": feats.contiguous()}, str(files["features"]))
+    _write_rows(files["features"], kept, feats)
     files["index"].write_text(json.dumps({"ids": kept}))
     files["failed"].write_text(json.dumps(failed, indent=2))
-    for p in sorted(files["parts"].glob("part_*")) if files["parts"].is_dir() else []:
-        p.unlink()
-    if files["parts"].is_dir():
-        files["parts"].rmdir()
+    shutil.rmtree(files["parts"], ignore_errors=True)  # merged into the final file
     return Features(feats, kept, failed, prep)
 
 
@@ -190,7 +228,7 @@ def _encode(model, ds: ViewsDataset, parts: Path, done: dict, reduce: str, batch
     model.eval()
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_views)
     failed, pending_ids, pending = [], [], []
-    first_part = len(list(parts.glob("part_*.json"))) if parts.is_dir() else 0
+    first_part = len(list(parts.glob("part_*.safetensors"))) if parts.is_dir() else 0
     for batch in progress_bar(loader, "extract features", progress, len(loader)):
         failed += batch["failed"]
         if batch["frames"] is not None:
@@ -211,7 +249,6 @@ def _encode(model, ds: ViewsDataset, parts: Path, done: dict, reduce: str, batch
 def load_features(path: str | os.PathLike) -> Features:
     """Read what :func:`extract_features` wrote."""
     files = side_paths(path)
-    ids = json.loads(files["index"].read_text())["ids"]
+    ids, feats = _read_rows(files["features"])
     failed = json.loads(files["failed"].read_text()) if files["failed"].exists() else []
-    return Features(load_file(str(files["features"]))["features"], ids, failed,
-                    json.loads(files["preprocessing"].read_text()))
+    return Features(feats, ids, failed, json.loads(files["preprocessing"].read_text()))
