@@ -312,3 +312,44 @@ def test_a_truncated_file_is_an_error_not_a_repeated_frame(truncated_videos, ext
 
 def test_times_past_the_end_of_a_whole_file_still_give_its_last_frame(indexed_video, gray_code):
     np.testing.assert_array_equal(gray_code.index(decode_frames(indexed_video, [2.95, 3.0, 50.0])), [N - 1] * 3)
+
+
+@pytest.fixture(scope="module")
+def rotated_video(tmp_path_factory, make_video):
+    """A 64x48 video (white band on its left) whose display matrix says: turn 90 degrees counterclockwise
+    (written by the ffmpeg command line, as phones write it). Players show it 48 wide, 64 high, band at the bottom."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("the ffmpeg command line is not installed")
+    d = tmp_path_factory.mktemp("rotated")
+    img = np.zeros((20, 48, 64, 3), np.uint8)
+    img[:, :, :16] = 255
+    src = make_video(d / "src.mp4", img, FPS, crf=10)
+    out = d / "rot90.mp4"
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", src, "-c", "copy", "-metadata:s:v:0", "rotate=90", str(out)],
+                   check=True)
+    return str(out)
+
+
+@pytest.mark.parametrize("backend", ["pyav", pytest.param("torchcodec", marks=torchcodec_only)])
+def test_rotation_metadata_is_applied(rotated_video, backend):
+    frames = decode_frames(rotated_video, [0.5, 1.2], backend=backend, threads=1)
+    assert frames.shape == (2, 64, 48, 3)  # as players show it
+    rows = frames[..., 0].astype(float).mean(axis=(0, 2))
+    assert rows[:40].max() < 40 and rows[52:].min() > 215  # the band that was on the left is at the bottom
+
+
+def test_rotation_is_applied_by_decode_all_and_baked_into_reencoded_shards(rotated_video):
+    from tvts.data.shards import reencode
+
+    frames = decode_all(rotated_video)
+    assert frames.shape[1:] == (64, 48, 3)
+    np.testing.assert_array_equal(frames[5], decode_frames(rotated_video, [0.5])[0])
+    copy = rotated_video.replace(".mp4", "_reencoded.mp4")
+    with open(copy, "wb") as f:
+        f.write(reencode(rotated_video))
+    again = decode_frames(copy, [0.5])
+    assert again.shape == (1, 64, 48, 3)
+    assert np.abs(again.astype(int) - frames[5].astype(int)).mean() < 8  # same picture, upright, no matrix needed

@@ -288,7 +288,7 @@ def _planned_scan(container, stream, path, sorted_ts, order, *, check_seek: bool
             for frame in cc.decode(packet):  # None flushes the decoder
                 if frame.pts in wanted and frame.pts not in got:
                     size = size or (frame.width, frame.height)
-                    got[frame.pts] = reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray()
+                    got[frame.pts] = upright(reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray(), frame)
             if len(got) == len(wanted):
                 break
         cc.skip_frame = "DEFAULT"
@@ -332,9 +332,9 @@ def _scan(container, stream, path, sorted_ts, order, *, check_seek: bool):
         nonlocal size, out
         if size is None:
             size = (frame.width, frame.height)
-        arr = reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray()
+        arr = upright(reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray(), frame)
         if out is None:
-            out = np.empty((n, size[1], size[0], 3), dtype=np.uint8)
+            out = np.empty((n, *arr.shape), dtype=np.uint8)
         return arr
 
     def assign(slot, frame_and_arr):
@@ -374,6 +374,14 @@ def _scan(container, stream, path, sorted_ts, order, *, check_seek: bool):
         assign(j, prev)
         j += 1
     return out
+
+
+def upright(arr: np.ndarray, frame) -> np.ndarray:
+    """``arr`` (``[H, W, 3]``, decoded from ``frame``) turned as players show it: the display matrix's rotation
+    (``frame.rotation``, degrees counterclockwise, multiples of 90: phone videos) applied, as FFmpeg's
+    autorotate and torchcodec do."""
+    k = int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
+    return np.ascontiguousarray(np.rot90(arr, k)) if k else arr
 
 
 def _claimed_end(container, stream) -> float:
@@ -424,7 +432,7 @@ def decode_all(path: str | os.PathLike, *, threads: int | None = None, return_ti
                 if size is None:
                     size = (frame.width, frame.height)
                 times.append(_frame_time(frame, start, time_base, times[-1] if times else None, step))
-                frames.append(reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray())
+                frames.append(upright(reformatter.reformat(frame, format="rgb24", width=size[0], height=size[1]).to_ndarray(), frame))
         except _AV_ERRORS as e:
             if not frames:
                 raise SampleError("unreadable", path, f"no frame could be decoded: {e}") from e

@@ -30,7 +30,7 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from tvts.data.datasets import sample_rng
-from tvts.data.decode import decode_frames, probe
+from tvts.data.decode import upright, decode_frames, probe
 from tvts.data.manifest import INVALID, TRANSCRIPT, ManifestDataset, load_manifest
 from tvts.errors import ConfigError, SampleError
 
@@ -48,11 +48,13 @@ def reencode(path: str, short_side: int = 0, fps: float = 0.0, *, crf: int = 23,
     shows the source frame on screen at k / fps. Raises :class:`SampleError` as :mod:`tvts.data.decode` does."""
     info = probe(path)
     rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(info.fps).limit_denominator(1001)
+    turns = _rotation_turns(path)  # a display rotation is applied to the pixels (the copy carries no matrix)
+    w0, h0 = (info.height, info.width) if turns % 2 else (info.width, info.height)
     if short_side:
-        scale = min(1.0, short_side / min(info.width, info.height))  # never upscaled
-        width, height = _even(info.width * scale), _even(info.height * scale)
+        scale = min(1.0, short_side / min(w0, h0))  # never upscaled
+        width, height = _even(w0 * scale), _even(h0 * scale)
     else:
-        width, height = _even(info.width), _even(info.height)
+        width, height = _even(w0), _even(h0)
     buf = io.BytesIO()
     count = int(np.ceil(info.duration * float(rate) - 1e-6))
     with av.open(path, metadata_errors="ignore") as src, av.open(buf, "w", format="mp4") as dst:
@@ -66,6 +68,8 @@ def reencode(path: str, short_side: int = 0, fps: float = 0.0, *, crf: int = 23,
 
         def emit(frame):
             nonlocal k
+            if turns:
+                frame = av.VideoFrame.from_ndarray(upright(frame.to_ndarray(format="rgb24"), frame), format="rgb24")
             for packet in out.encode(frame.reformat(width=width, height=height, format="yuv420p")):
                 dst.mux(packet)
             k += 1
@@ -85,6 +89,16 @@ def reencode(path: str, short_side: int = 0, fps: float = 0.0, *, crf: int = 23,
         for packet in out.encode():
             dst.mux(packet)
     return buf.getvalue()
+
+
+def _rotation_turns(path: str) -> int:
+    """Quarter turns of the first frame's display rotation (0 when there is none)."""
+    try:
+        with av.open(path, metadata_errors="ignore") as c:
+            frame = next(c.decode(video=0), None)
+    except (av.error.FFmpegError, OSError, EOFError):
+        return 0
+    return int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4 if frame is not None else 0
 
 
 def write_shards(
