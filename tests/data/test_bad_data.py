@@ -257,3 +257,26 @@ def test_watchdog_answers_like_a_direct_call_and_survives_a_dead_helper(tmp_path
     w._proc.wait()
     assert w.call("probe", video) == probe(video)
     w.close()
+
+
+def test_a_huge_word_is_refused_before_anything_tokenises_it(tmp_path, make_yt_annotation):
+    from tvts.data.manifest import parse_record
+    from tvts.data.transcripts import MAX_WORD_CHARS, load_yt_annotation
+    from tvts.errors import SampleError
+
+    huge = "x" * 10_000_000  # 10 MB "word"
+    t0 = time.perf_counter()
+    with pytest.raises(SampleError) as e:
+        parse_record(json.dumps({"video": "a.mp4", "words": [["hello", 0.1], [huge, 0.5]]}), "m.jsonl:3")
+    assert e.value.reason == "word_too_long" and e.value.path == "m.jsonl:3" and "words[1]" in e.value.detail
+    ann = make_yt_annotation(tmp_path / "a.json", ["hello", huge], [0.1, 0.5], 10.0)
+    with pytest.raises(SampleError) as e:
+        load_yt_annotation(ann)
+    assert e.value.reason == "word_too_long" and "subtitles[1].word" in e.value.detail
+    assert time.perf_counter() - t0 < 5
+    ok = parse_record(json.dumps({"video": "a.mp4", "words": [["y" * MAX_WORD_CHARS, 0.1]]}), "m.jsonl:4")
+    assert ok["words"] == ["y" * MAX_WORD_CHARS]  # the limit itself is accepted
+    report_path = tmp_path / "m.jsonl"
+    report_path.write_text(json.dumps({"video": "a.mp4", "words": [[huge, 0.5]]}) + "\n")
+    report = check_manifest(report_path, progress=False)
+    assert report["bad"] == {"word_too_long": 1} and report["examples"]["word_too_long"][0]["line"] == 1

@@ -13,7 +13,7 @@ Format: UTF-8 JSON Lines, one sample per line (blank lines are ignored)::
 
 Words are cleaned as YT-Temporal annotations are (:func:`tvts.data.transcripts.clean_word`). A line that
 breaks the format is not an error when the manifest is loaded: it is kept as an *invalid* record whose
-reason (``bad_annotation``, ``transcript_too_long``, ``caption_too_long``, ``empty_caption``,
+reason (``bad_annotation``, ``transcript_too_long``, ``word_too_long``, ``caption_too_long``, ``empty_caption``,
 ``zero_duration``) is raised as a :class:`SampleError` when the record is used, so the dataset counts and
 replaces it like any other bad sample, and ``tvts data check`` lists it.
 
@@ -38,8 +38,8 @@ import torch
 from tvts.data.datasets import TranscriptVideoDataset, _Names, collate, make_mask, read_split_list, yt_paths
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.watchdog import Watchdog
-from tvts.data.transcripts import (Transcript, clean_word, load_yt_annotation, reachable_segment_texts, sample_segments,
-                                   span_seconds)
+from tvts.data.transcripts import (Transcript, check_word_length, clean_word, load_yt_annotation,
+                                   reachable_segment_texts, sample_segments, span_seconds)
 from tvts.errors import ConfigError, SampleError
 
 __all__ = [
@@ -119,6 +119,7 @@ def parse_record(
     for i, item in enumerate(items):
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and _number(item[1])):
             raise SampleError("bad_annotation", where, f"words[{i}] is not a [word, time] pair")
+        check_word_length(item[0], where, f"words[{i}]")
         w = clean_word(item[0])
         if w:
             words.append(w)

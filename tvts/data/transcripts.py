@@ -84,6 +84,18 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+# The longest word kept (characters). ASR words are short; a "word" of megabytes (a corrupt or hostile
+# annotation) would cost seconds and gigabytes each time a segment holding it is tokenised. A longer word
+# makes the record bad (reason "word_too_long"), in manifests and in YT-Temporal annotations alike.
+MAX_WORD_CHARS = 100
+
+
+def check_word_length(word: str, where: str, field: str) -> None:
+    if len(word) > MAX_WORD_CHARS:
+        raise SampleError("word_too_long", where, f"{field} has {len(word)} characters > {MAX_WORD_CHARS}: "
+                                                  f"{word[:40]!r}...")
+
+
 def clean_word(word: str) -> str:
     """Clean one ASR word as the published ``clean_subtitles`` does: words that start with ``&`` or end
     with ``;`` (HTML entities) become '', text is repaired with ftfy when it is installed, and stripped.
@@ -145,6 +157,7 @@ def load_yt_annotation(path: str | os.PathLike, max_words: int = 100_000) -> Tra
             raise SampleError("bad_annotation", path, f"subtitles[{i}].word is not a string")
         if not _is_number(t) or not math.isfinite(t):
             raise SampleError("bad_annotation", path, f"subtitles[{i}].time is not a number")
+        check_word_length(w, path, f"subtitles[{i}].word")
         w = clean_word(w)
         if w:
             words.append(w)
