@@ -299,3 +299,19 @@ def test_reachable_segment_texts_hold_every_sampled_segment_and_nothing_else():
         assert reachable <= produced
     short = Transcript(["a"], [1.0], duration=10.0)
     assert reachable_segment_texts(short, 3, 4.0, 1.0) == set()
+
+
+def test_a_segment_keeps_at_most_max_segment_words_and_every_path_agrees():
+    import numpy as np
+
+    from tvts.data.transcripts import MAX_SEGMENT_WORDS, Transcript, reachable_segment_texts, sample_segments, segment_texts
+
+    n = 3 * MAX_SEGMENT_WORDS  # broken timestamps: hundreds of words inside one second
+    words = [f"w{i}" for i in range(n)] + ["late"]
+    times = np.concatenate([np.linspace(1.0, 1.9, n), [6.0]])
+    t = Transcript(words, times, 8.0)
+    texts = segment_texts(t, np.array([[0.0, 3.0], [5.0, 8.0]]))
+    assert texts[0].split() == words[:MAX_SEGMENT_WORDS] and texts[1] == "late"
+    seg = sample_segments(t, 2, 3.0, 2.0, np.random.default_rng(0))
+    assert all(len(x.split()) <= MAX_SEGMENT_WORDS for x in seg.texts)
+    assert set(seg.texts) <= reachable_segment_texts(t, 2, 3.0, 2.0)  # the text-feature table covers what sampling gives

@@ -213,12 +213,22 @@ def _segment_slices(times: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, 
     return lo, hi
 
 
+# The most words one segment's text keeps (its first ones). A segment of 3-5 s of speech holds ~15 words and the
+# text towers keep 50-77 tokens; a transcript with thousands of words stamped into one segment (broken ASR
+# timestamps) would only cost tokenising time.
+MAX_SEGMENT_WORDS = 256
+
+
+def _join(words, a: int, b: int) -> str:
+    return " ".join(words[a:min(b, a + MAX_SEGMENT_WORDS)])
+
+
 def segment_texts(transcript: Transcript, bounds: np.ndarray) -> list[str]:
     """The words w_i with S_k <= s_i <= E_k for each row (S_k, E_k) of ``bounds`` ``[K, 2]``, joined by
-    single spaces. Returns K strings ('' for a segment without words)."""
+    single spaces (at most the first :data:`MAX_SEGMENT_WORDS`). Returns K strings ('' for a segment without words)."""
     bounds = np.asarray(bounds, dtype=np.float64).reshape(-1, 2)
     lo, hi = _segment_slices(transcript.times, bounds)
-    return [" ".join(transcript.words[a:b]) for a, b in zip(lo.tolist(), hi.tolist())]
+    return [_join(transcript.words, a, b) for a, b in zip(lo.tolist(), hi.tolist())]
 
 
 def sample_segments(
@@ -268,7 +278,7 @@ def sample_segments(
         lo, hi = _segment_slices(transcript.times, bounds)
         counts = hi - lo
         if np.all(counts >= min_words):
-            texts = [" ".join(transcript.words[a:b]) for a, b in zip(lo.tolist(), hi.tolist())]
+            texts = [_join(transcript.words, a, b) for a, b in zip(lo.tolist(), hi.tolist())]
             return Segments(texts=texts, bounds=bounds, start=float(start))
     raise SampleError(
         "empty_segment",
@@ -302,7 +312,7 @@ def reachable_segment_texts(
     hi = np.searchsorted(transcript.times, bounds[..., 1], side="right")
     ok = np.all(hi - lo >= min_words, axis=1)
     ranges = np.unique(np.stack([lo[ok].ravel(), hi[ok].ravel()], axis=1), axis=0)
-    return {" ".join(transcript.words[a:b]) for a, b in ranges.tolist()}
+    return {_join(transcript.words, a, b) for a, b in ranges.tolist()}
 
 
 def shuffle_segments(
