@@ -48,3 +48,26 @@ def test_main_job_writes_checkpoint_metrics_results_and_plot(tiny_recipe, tmp_pa
 def test_bad_override_is_a_clear_error(tiny_recipe, capsys):
     assert main(["main", "--config", str(tiny_recipe), "train.batch_sise=2"]) == 2
     assert "train.batch_sise" in capsys.readouterr().err
+
+
+def test_a_missing_optional_package_is_one_line_before_any_work(tmp_path, monkeypatch):
+    """Each optional dependency missing: one ConfigError naming the extra to install, raised before work starts."""
+    import sys
+
+    import pytest
+
+    from tvts.deps import EXTRAS, require
+    from tvts.errors import ConfigError
+
+    for module, extra in EXTRAS.items():
+        monkeypatch.setitem(sys.modules, module, None)  # "not installed": importing it raises ImportError
+        with pytest.raises(ConfigError) as e:
+            require(module, "this step", field="x.y")
+        assert f"pip install 'tvts[{extra}]'" in str(e.value) and "this step needs" in str(e.value)
+        assert "\n" not in str(e.value)
+    # the shard writer checks before it reads or writes anything
+    from tvts.data.shards import write_shards
+
+    with pytest.raises(ConfigError, match=r"tvts data shard needs webdataset: pip install 'tvts\[shards\]'"):
+        write_shards(tmp_path / "m.jsonl", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 
+from tvts.deps import require
+
 import torch
 
 from tvts.errors import ConfigError
@@ -50,10 +52,7 @@ FIELD = "objective.svilm.spacy_model"
 def load_pipeline(name: str = DEFAULT_MODEL):
     """The spaCy pipeline ``name`` (an installed package or a folder), with only the components noun
     chunks need (tagger and parser); loaded once per process."""
-    try:
-        import spacy
-    except ImportError as e:
-        raise ConfigError("S-ViLM's noun phrases need spaCy: pip install -e '.[svilm]'", field=FIELD) from e
+    spacy = require("spacy", "S-ViLM's noun phrases", field=FIELD)
     try:
         nlp = spacy.load(name, disable=["ner", "lemmatizer", "textcat", "textcat_multilabel"])
     except OSError as e:

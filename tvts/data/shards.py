@@ -30,6 +30,7 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from tvts.data.datasets import sample_rng
+from tvts.deps import require
 from tvts.data.decode import upright, decode_frames, probe
 from tvts.data.manifest import INVALID, TRANSCRIPT, ManifestDataset, load_manifest
 from tvts.errors import ConfigError, SampleError
@@ -114,8 +115,9 @@ def write_shards(
     the module docstring), re-encoding when ``short_side`` or ``fps`` is set, else copying the file bytes.
     Invalid records and videos that cannot be read (probe + two frames decoded) are left out and counted.
     Returns ``{"samples": n, "shards": [paths], "skipped": {reason: count}}``."""
-    import webdataset as wds
     from tqdm import tqdm
+
+    wds = require("webdataset", "tvts data shard")
 
     if not isinstance(samples_per_shard, int) or samples_per_shard < 1:
         raise ConfigError(f"samples_per_shard must be an int >= 1, got {samples_per_shard!r}",

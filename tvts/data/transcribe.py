@@ -20,6 +20,7 @@ import os
 import av
 
 from tvts.data.decode import probe
+from tvts.deps import require
 from tvts.errors import ConfigError, SampleError
 
 __all__ = ["VIDEO_EXTENSIONS", "find_videos", "has_audio", "transcribe_dir"]
@@ -75,6 +76,7 @@ def transcribe_dir(
         raise ConfigError("video folder not found", source=video_dir)
     if not os.path.isfile(os.path.join(model, "model.bin")):
         raise ConfigError("not a faster-whisper model folder (no model.bin)", source=model)
+    require("faster_whisper", "tvts transcribe")  # before anything is written
     base = os.path.join(out_root, "videos", PREFIX)
     annotations = os.path.join(base, "annotations")
     os.makedirs(annotations, exist_ok=True)
@@ -106,9 +108,7 @@ def transcribe_dir(
             failed.append((rel, f"{e.reason}: {e.detail}"))
             continue
         if whisper is None:
-            from faster_whisper import WhisperModel
-
-            whisper = WhisperModel(model, device=device, compute_type=compute_type)
+            whisper = require("faster_whisper", "tvts transcribe").WhisperModel(model, device=device, compute_type=compute_type)
         segments, info = whisper.transcribe(src, language=language, word_timestamps=True, beam_size=beam_size)
         words = [{"word": w.word.strip(), "time": round(float(w.start), 3)}
                  for seg in segments for w in (seg.words or ()) if w.word.strip()]

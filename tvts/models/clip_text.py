@@ -18,16 +18,12 @@ import torch
 import torch.nn as nn
 
 from tvts.config import TextEncoderConfig
-from tvts.errors import ConfigError
+from tvts.deps import require
 from tvts.models.divided_vit import ACTIVATIONS
 
 
 def _open_clip():
-    try:
-        import open_clip
-    except ImportError as e:
-        raise ConfigError("the CLIP text encoder needs open_clip (pip install 'tvts[clip]')", field="model.text.kind") from e
-    return open_clip
+    return require("open_clip", "the CLIP text encoder", field="model.text.kind")
 
 
 @lru_cache(maxsize=4)

@@ -28,6 +28,7 @@ from tvts.data.frame_store import FrameStore
 from tvts.data.manifest import ManifestDataset, collate_manifest
 from tvts.data.shards import ShardDataset
 from tvts.data.transforms import VideoTransform
+from tvts.deps import require
 from tvts.errors import ConfigError, DataError
 from tvts.models import build_model
 from tvts.models.convert import init_video_from_mae
@@ -227,6 +228,19 @@ def prepare_out_dir(cfg: RecipeConfig) -> Path:
     return out
 
 
+def check_dependencies(cfg: RecipeConfig) -> None:
+    """Every optional package the recipe needs is importable: one clear line now, not a worker's traceback
+    after the data were built."""
+    if cfg.model.text.kind == "clip":
+        require("open_clip", "the CLIP text encoder", field="model.text.kind")
+    if cfg.data.decode_backend == "torchcodec":
+        require("torchcodec.decoders", "data.decode_backend=torchcodec", field="data.decode_backend")
+    if cfg.objective.name == "svilm":
+        from tvts.data.nouns import load_pipeline
+
+        load_pipeline(cfg.objective.svilm.spacy_model)
+
+
 def bad_summary(bad: dict[str, int], seen: int, files: list[str]) -> str:
     """One line: how many samples were skipped, by reason, and the first files."""
     n = sum(bad.values())
@@ -247,6 +261,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None) -> Pat
     info: DistInfo = init_distributed(t.device)
     if t.threads > 0 and info.device.type == "cpu":
         torch.set_num_threads(t.threads)
+    check_dependencies(cfg)
     out = prepare_out_dir(cfg) if info.is_main else Path(t.out_dir)
     reseed(t.seed, info.rank, 0)
 
