@@ -120,3 +120,20 @@ def test_finetune_trains_and_tests_with_views(eval_data, tiny_model_dir, tmp_pat
     assert res["num_videos"] == 8 and 0 <= res["top1"] <= res["top5"] <= 100 and res["lr"] == 1e-3
     weights = load_file(str(tmp_path / "k400-val_finetune.safetensors"))
     assert weights["head.weight"].shape == (8, 16)
+
+
+def test_protocols_run_one_after_another_build_one_report(eval_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "report.json"
+    mc = _eval("ssv2-mc", tiny_model_dir, eval_data["ssv2"], out, "--seed", "3")
+    both = _eval("v2v", tiny_model_dir, eval_data["ssv2"], out)
+    assert set(both) == set(mc) | {"ssv2-val/v2v"} and both["ssv2-val/mc-seed3"] == mc["ssv2-val/mc-seed3"]
+    report = json.loads(out.read_text())
+    assert set(report["settings"]) == set(both)  # each result keeps the settings it was computed with
+    md = out.with_suffix(".md").read_text()
+    assert "mc-seed3" in md and "v2v" in md
+    other = tmp_path / "other_model"  # a report is about one model: another model's results are refused
+    import shutil
+
+    shutil.copytree(tiny_model_dir, other)
+    with pytest.raises(ConfigError, match="holds the results of model"):
+        _eval("v2v", other, eval_data["ssv2"], out)

@@ -225,11 +225,12 @@ def _opts(args) -> dict:
 
 
 def _finish(results: dict, opts: dict, out: str, started: float) -> int:
-    from tvts.eval.report import markdown_report, write_report
+    from tvts.eval.report import markdown_report, merge_report, write_report
 
+    settings = {k: v for k, v in opts.items() if k not in ("protocols",)}
     report = {"model": str(opts.get("model", "")), "results": results, "seconds": round(time.time() - started, 1),
-              "settings": {k: v for k, v in opts.items() if k not in ("protocols",)}}
-    js, md = write_report(out, report)
+              "settings": {name: settings for name in results}}
+    js, md = write_report(out, merge_report(out, report))
     print(markdown_report(results))
     print(f"[tvts] report: {js} and {md}")
     return 0

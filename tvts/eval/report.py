@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+from tvts.errors import ConfigError
 from tvts.train.metrics_log import read_metrics
 
 RESULTS_VERSION = 1
@@ -98,15 +100,40 @@ def _fmt(v) -> str:
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
+def merge_report(out_json: str | Path, report: dict) -> dict:
+    """``report`` added to the one already at ``out_json`` (same model): its protocols' results and settings
+    replace those of the same name, the others stay, so ``tvts eval`` protocols run one after the other
+    build one report. A report of another model there is an error (use another ``--out``)."""
+    path = Path(out_json)
+    if not path.is_file():
+        return report
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read the existing report ({e}); move it away or use another --out", source=str(path)) from None
+    if old.get("model") != report.get("model"):
+        raise ConfigError(f"holds the results of model {old.get('model')!r}, not {report.get('model')!r}: use another "
+                          "--out (a report is about one model)", source=str(path))
+    return {**report, "results": {**old.get("results", {}), **report["results"]},
+            "settings": {**old.get("settings", {}), **report.get("settings", {})},
+            "seconds": round(float(old.get("seconds", 0)) + float(report.get("seconds", 0)), 1)}
+
+
 def write_report(out_json: str | Path, report: dict) -> tuple[Path, Path]:
     """``report`` (``{"model", "results": {name: metrics}, ...}``) as JSON at ``out_json`` and as markdown
-    beside it (same name, ``.md``)."""
+    beside it (same name, ``.md``), each written beside and renamed into place."""
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps({"version": RESULTS_VERSION, **report}, indent=2))
+    _write_atomic(out_json, json.dumps({"version": RESULTS_VERSION, **report}, indent=2))
     md = out_json.with_suffix(".md")
-    md.write_text(f"# Evaluation of {report.get('model', '')}\n\n" + markdown_report(report["results"]))
+    _write_atomic(md, f"# Evaluation of {report.get('model', '')}\n\n" + markdown_report(report["results"]))
     return out_json, md
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def write_results(run_dir: str | Path, results: dict) -> Path:
