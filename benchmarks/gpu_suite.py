@@ -279,7 +279,7 @@ def section_pretrain(args, device, budget: Budget, out: Path) -> list[dict]:
         cfg = recipe_for(name, args, out, args.pretrain_steps, batch, args.workers)
         reset_memory(device)
         t0 = time.time()
-        run = trainer.pretrain(cfg)
+        run = trainer.pretrain(cfg, overwrite=True)
         wall = time.time() - t0
         log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in log]

@@ -43,7 +43,7 @@ def cmd_make_synthetic(args) -> int:
 def cmd_pretrain(args) -> int:
     from tvts.train.trainer import pretrain
 
-    run = pretrain(_load(args), resume=args.resume)
+    run = pretrain(_load(args), resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":
         print(f"[tvts] model saved to {run / 'model'}")
     return 0
@@ -63,7 +63,7 @@ def cmd_main(args) -> int:
     t0 = time.time()
     data_paths(cfg)
     t1 = time.time()
-    run = pretrain(cfg, resume=args.resume)
+    run = pretrain(cfg, resume=args.resume, overwrite=True)  # the main job starts over unless --resume
     t2 = time.time()
     results = evaluate_run(cfg, run / "model", progress=cfg.train.progress)
     t3 = time.time()
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("pretrain", help="pretrain a model from a recipe (one process, or under torchrun for DDP)")
     with_config(sp)
     sp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.out_dir")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="train.out_dir holds a run: start again in its place (without this or --resume: refused)")
     sp.set_defaults(func=cmd_pretrain)
 
     sp = sub.add_parser("make-synthetic", help="write the narrated-shapes dataset (mp4 + YT-Temporal annotations)")

@@ -290,3 +290,14 @@ def test_a_short_run_on_mostly_bad_data_stops_with_a_summary(assets, tmp_path, m
     monkeypatch.undo()
     pretrain(_recipe(assets, tmp_path / "ok", steps=2))
     assert "[tvts] no bad samples (8 used)" in capsys.readouterr().out
+
+
+def test_a_second_run_into_the_same_folder_is_refused_unless_resumed_or_overwritten(assets, tmp_path):
+    run = pretrain(_recipe(assets, tmp_path / "r", steps=2))
+    before = _weights(run)
+    with pytest.raises(ConfigError, match=r"holds a run already .*--resume continues it, --overwrite"):
+        pretrain(_recipe(assets, tmp_path / "r", steps=2))
+    assert all(torch.equal(before[k], v) for k, v in _weights(run).items())  # untouched
+    pretrain(_recipe(assets, tmp_path / "r", steps=4), overwrite=True)
+    assert load_trainer_state(latest_checkpoint(run))["step"] == 4
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]

@@ -204,12 +204,25 @@ def reseed(seed: int, rank: int, step: int) -> None:
     torch.manual_seed((seed * 1_000_003 + step) * 1009 + rank)
 
 
-def prepare_out_dir(cfg: RecipeConfig) -> Path:
+RUN_FILES = ("recipe.yaml", "metrics.jsonl", "train_summary.json", "model", "checkpoints")  # what a run writes
+
+
+def prepare_out_dir(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> Path:
     """Check, before any work, what a run needs on disk: ``train.out_dir`` writable (the folders left by a
-    crash mid-checkpoint removed), and the files ``train.init_from`` / ``train.init_mae`` name present.
-    One clear :class:`ConfigError` each, not a traceback later."""
+    crash mid-checkpoint removed), not holding another run unless ``resume`` (continue it) or ``overwrite``
+    (its files are removed; ``cache/`` is kept), and the files ``train.init_from`` / ``train.init_mae`` name
+    present. One clear :class:`ConfigError` each, not a traceback later."""
     t = cfg.train
     out = Path(t.out_dir)
+    previous = [name for name in RUN_FILES if (out / name).exists() and not (name == "checkpoints" and not
+                                                                             any((out / name).glob("step_*")))]
+    if previous and not resume:
+        if not overwrite:
+            raise ConfigError(f"{out} holds a run already ({', '.join(previous)}): --resume continues it, --overwrite "
+                              "starts again in its place, or choose another train.out_dir", field="train.out_dir")
+        for name in previous:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     if t.init_from and not (Path(t.init_from) / "model.safetensors").is_file():
         raise ConfigError(f"no model.safetensors in {t.init_from} (a folder written by tvts pretrain or tvts convert)",
                           field="train.init_from")
@@ -252,17 +265,18 @@ def bad_summary(bad: dict[str, int], seen: int, files: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- main
-def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None) -> Path:
+def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwrite: bool = False) -> Path:
     """Train ``cfg`` and return the run folder. ``resume``: continue from the newest checkpoint in
     ``train.out_dir`` exactly where it stopped (same data order, optimiser and scheduler state).
     ``on_checkpoint(step, path)``: called on every process after each checkpoint is complete (a hook for
-    tools and tests, e.g. to stop a run there)."""
+    tools and tests, e.g. to stop a run there). A folder that holds another run is refused unless ``resume``
+    or ``overwrite`` (:func:`prepare_out_dir`)."""
     t = cfg.train
     info: DistInfo = init_distributed(t.device)
     if t.threads > 0 and info.device.type == "cpu":
         torch.set_num_threads(t.threads)
     check_dependencies(cfg)
-    out = prepare_out_dir(cfg) if info.is_main else Path(t.out_dir)
+    out = prepare_out_dir(cfg, resume, overwrite) if info.is_main else Path(t.out_dir)
     reseed(t.seed, info.rank, 0)
 
     # Data first: building the embedded dataset (rank 0) must finish before any process reads it.
