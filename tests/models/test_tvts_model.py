@@ -89,3 +89,22 @@ def test_video_pooling_reads_the_cls_or_the_mean_of_the_other_tokens(bert_dir):
         expected = cls_model.vid_proj(tokens.tokens[:, 1:].mean(1))
         assert torch.allclose(mean_model.encode_video(frames), expected, atol=1e-6)
         assert not torch.allclose(expected, cls_model.vid_proj(tokens.cls))
+
+
+def test_saved_model_folders_are_readable_by_the_group(tmp_path):
+    import os
+    import stat
+
+    from tvts.models.base import replace_dir
+
+    src = tmp_path / "src"
+    src.mkdir(mode=0o700)
+    (src / "model.safetensors").write_bytes(b"x")
+    os.chmod(src / "model.safetensors", 0o600)
+    old = os.umask(0o022)
+    try:
+        replace_dir(src, tmp_path / "model")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "model").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(tmp_path / "model" / "model.safetensors").st_mode) == 0o644

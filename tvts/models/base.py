@@ -121,7 +121,14 @@ class VideoTextModel(nn.Module):
 
 def replace_dir(src: Path, dst: Path) -> None:
     """Move a finished folder into place: the old one is renamed away first, so a crash leaves either
-    the old or the new folder, never a half-written one."""
+    the old or the new folder, never a half-written one. Its permissions become the usual ones (``mkdtemp``
+    makes 0700 folders): readable by the group and others as the umask allows."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, dirs, files in os.walk(src):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
     old = dst.with_name(f".{dst.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if dst.exists():
