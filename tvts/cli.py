@@ -54,7 +54,7 @@ def cmd_main(args) -> int:
     import torch
 
     from tvts.eval.main_job import evaluate_run
-    from tvts.eval.report import plot_training_curves, results_table, write_results
+    from tvts.eval.report import results_table, write_results
     from tvts.train.trainer import data_paths, pretrain
 
     cfg = _load(args)
@@ -72,7 +72,6 @@ def cmd_main(args) -> int:
                "objective": cfg.objective.name, "sort_head": cfg.model.sort_head.kind, "train": summary, **results,
                "timing": {"data_s": t1 - t0, "pretrain_s": t2 - t1, "eval_s": t3 - t2, "total_s": t3 - t0}}
     write_results(run, results)
-    plot_training_curves(run / "metrics.jsonl", run / "training_curves.png")
     print(results_table(results))
     print(f"[tvts] results: {run / 'results.json'}; curves: {run / 'training_curves.png'}")
     return 0

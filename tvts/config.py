@@ -271,7 +271,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU; 0: leave as is
     init_from: str = ""  # a checkpoint folder (model.safetensors + config.json) to start from
     init_mae: str = ""  # an ImageMAE ViT checkpoint (.pth) to initialise the video encoder (TVTS paper)
-    progress: bool = True
+    progress: bool = True  # a progress bar on a terminal; one plain line per log row otherwise
+    tensorboard: bool = True  # also log to <out_dir>/tensorboard when the tensorboard package is installed
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
 

@@ -301,3 +301,21 @@ def test_a_second_run_into_the_same_folder_is_refused_unless_resumed_or_overwrit
     pretrain(_recipe(assets, tmp_path / "r", steps=4), overwrite=True)
     assert load_trainer_state(latest_checkpoint(run))["step"] == 4
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_a_run_writes_curves_tensorboard_scalars_and_plain_lines_off_a_terminal(assets, tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = pretrain(_recipe(assets, tmp_path / "r", steps=3, progress=True))
+    with open(run / "training_curves.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "[tvts] step 3/3 loss " in printed and "\r" not in printed  # pytest's stdout is not a terminal
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss", "loss_sort", "lr", "grad_norm", "clips_per_s"} <= tags
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+    assert [e.value for e in events.Scalars("loss")] == pytest.approx([r["loss"] for r in rows])

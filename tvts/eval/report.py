@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from tvts.errors import ConfigError
-from tvts.train.metrics_log import read_metrics
 
 RESULTS_VERSION = 1
 
@@ -140,25 +139,3 @@ def write_results(run_dir: str | Path, results: dict) -> Path:
     path = Path(run_dir) / "results.json"
     path.write_text(json.dumps({"version": RESULTS_VERSION, **results}, indent=2))
     return path
-
-
-def plot_training_curves(metrics_path: str | Path, out_png: str | Path) -> Path:
-    """Loss terms and in-batch accuracies against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = read_metrics(metrics_path)
-    steps = [r["step"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for key in [k for k in rows[0] if k == "loss" or k.startswith("loss_")]:
-        ax1.plot(steps, [r.get(key) for r in rows], label=key)
-    ax1.set_xlabel("step"), ax1.set_ylabel("loss"), ax1.legend(), ax1.set_title("training losses")
-    for key in [k for k in rows[0] if k.endswith("_acc")]:
-        ax2.plot(steps, [r.get(key) for r in rows], label=key)
-    ax2.set_xlabel("step"), ax2.set_ylabel("accuracy (training batch)"), ax2.legend(), ax2.set_title("training accuracies")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return Path(out_png)

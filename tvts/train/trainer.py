@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,7 +40,7 @@ from tvts.train.checkpoint import (full_model_state, is_sharded, latest_checkpoi
                                    load_sharded_checkpoint, load_trainer_state, save_checkpoint, save_sharded_checkpoint)
 from tvts.train.curriculum import Curriculum
 from tvts.train.distributed import DistInfo, all_reduce_sum, full_tensor, init_distributed, main_process_first, shard_fsdp
-from tvts.train.metrics_log import MetricsLog
+from tvts.train.metrics_log import MetricsLog, plot_training_curves
 from tvts.train.optim import build_optimizer, build_scheduler
 from tvts.train.streams import BatchStream, is_caption_step
 
@@ -352,7 +353,8 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwr
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, truncate_after=step if ckpt else 0)
+    log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, truncate_after=step if ckpt else 0,
+                     tensorboard_dir=out / "tensorboard" if t.tensorboard else None)
 
     def checkpoint_now() -> None:
         # Where each stream stands (epoch, batches taken in it), and what it was measured against.
@@ -379,7 +381,8 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwr
             on_checkpoint(step, path or out / "checkpoints" / f"step_{step:08d}")
 
     bar = None
-    if info.is_main and t.progress:
+    lines = info.is_main and t.progress and not sys.stdout.isatty()  # a log file: plain lines, not a redrawn bar
+    if info.is_main and t.progress and not lines:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=t.steps, initial=step, desc="pretrain", dynamic_ncols=True)
@@ -422,8 +425,13 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwr
                    **curriculum.log_fields(),
                    **{k: total.item() / count for k, (total, count) in window.items()},
                    "clips_per_s": window_clips / max(1e-9, time.time() - window_t),
-                   "bad": dict(bad), "elapsed": elapsed_before + time.time() - t0}
+                   "bad": dict(bad), "elapsed": elapsed_before + time.time() - t0,
+                   "batch": t.batch_size * info.world_size, "num_segments": cfg.model.num_segments}
             log.write(row)
+            if lines:
+                print(f"[tvts] step {step}/{t.steps} loss {row['loss']:.4f} "
+                      f"sort_acc {row.get('sort_segment_acc', float('nan')):.3f} clips/s {row['clips_per_s']:.1f} "
+                      f"bad {n_bad} elapsed {row['elapsed']:.0f} s", flush=True)
             window, window_t, window_clips = {}, time.time(), 0
             if bar is not None:
                 bar.set_postfix(loss=f"{row['loss']:.3f}", sort_acc=f"{row.get('sort_segment_acc', float('nan')):.2f}",
@@ -438,6 +446,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwr
             break
     if bar is not None:
         bar.close()
+    log.close()
     full = full_model_state(net) if fsdp else None  # collective: gathered onto process 0
     if info.is_main:
         model.save_pretrained(out / "model", state_dict=full)
@@ -448,6 +457,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwr
         if table is not None:  # texts that had to be encoded in a step (this process, since it started)
             summary["text_features"] = {"texts": len(table), "misses": table.misses}
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        plot_training_curves(out / "metrics.jsonl", out / "training_curves.png")
     if info.world_size > 1:
         dist.barrier()
     return out
