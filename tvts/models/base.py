@@ -19,7 +19,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from tvts.config import ModelConfig, model_config_from_dict, to_dict
-from tvts.errors import CheckpointError
+from tvts.errors import CheckpointError, ConfigError
 from tvts.models.vit import VideoTokens
 
 WEIGHTS_NAME = "model.safetensors"
@@ -49,8 +49,31 @@ class VideoTextModel(nn.Module):
 
     # ------------------------------------------------------------------ encoding
     def encode_video(self, frames: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, T, 3, H, W]`` → video embedding ``[B, D]``."""
-        return self.video_embedding(self.video_model(frames, keep))
+        """``[B, T, 3, H, W]`` → video embedding ``[B, D]``. A 4-D ``[B, 3, H, W]`` batch of images is one frame
+        each (as the released code treats images; repeated ``tubelet`` times for a cube embedding). Frames are float, normalised, ``img_size`` square:
+        :func:`tvts.data.video_clip` makes them from a file."""
+        return self.video_embedding(self.video_model(self.check_frames(frames), keep))
+
+    def check_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames`` as the video encoder takes them, or a :class:`ConfigError` that says what is wrong."""
+        v = self.config.video
+        if not torch.is_tensor(frames):
+            raise ConfigError(f"frames must be a torch tensor [B, T, 3, H, W], not {type(frames).__name__}", field="frames")
+        if frames.ndim == 4:  # [B, 3, H, W]: images, one frame each (repeated to fill one tubelet of a cube embedding)
+            frames = frames.unsqueeze(1).repeat(1, v.tubelet if v.arch != "r3d_slow" else 1, 1, 1, 1)
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise ConfigError(f"frames must be [B, T, 3, H, W] (or [B, 3, H, W] images), got {list(frames.shape)}",
+                              field="frames")
+        if not frames.is_floating_point():
+            raise ConfigError(f"frames are {frames.dtype}: the model takes float frames, divided by 255 and normalised "
+                              "(tvts.data.video_clip or tvts.data.transforms.VideoTransform make them)", field="frames")
+        if tuple(frames.shape[-2:]) != (v.img_size, v.img_size):
+            raise ConfigError(f"frames are {frames.shape[-2]}x{frames.shape[-1]}, this model takes {v.img_size}x{v.img_size}",
+                              field="frames")
+        if v.arch != "r3d_slow" and (frames.shape[1] % v.tubelet or frames.shape[1] // v.tubelet > v.max_slots):
+            raise ConfigError(f"{frames.shape[1]} frames: this model takes a multiple of {v.tubelet}, at most "
+                              f"{v.max_slots * v.tubelet}", field="frames")
+        return frames
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """n strings → text embeddings ``[n, D]``."""

@@ -22,9 +22,10 @@ def build_model(name_or_config: str | ModelConfig, overrides: list[str] = (), pr
 
 
 def load_model(directory: str | os.PathLike, map_location: str = "cpu") -> VideoTextModel:
-    """A saved model (``model.safetensors`` + ``config.json``), loaded strictly."""
+    """A saved model (``model.safetensors`` + ``config.json``), loaded strictly, in evaluation mode (call
+    ``.train()`` to fine-tune it)."""
     path = Path(directory) / CONFIG_NAME
     family = json.loads(path.read_text()).get("family", "tvts") if path.is_file() else "tvts"
     if family not in FAMILIES:
         raise ConfigError(f"unknown model family '{family}' (known: {', '.join(FAMILIES)})", field="family", source=str(path))
-    return FAMILIES[family].from_pretrained(directory, map_location=map_location)
+    return FAMILIES[family].from_pretrained(directory, map_location=map_location).eval()
