@@ -396,7 +396,6 @@ def to_dict(cfg) -> dict:
 
 # family → (video arch, text encoder kind)
 FAMILY_PARTS = {"tvts": (("joint", "r3d_slow"), "hf"), "tvtsv2": (("divided",), "clip")}
-OBJECTIVES = ("tvts", "merlot_like", "vcop", "cpd", "svilm")
 MAX_SEGMENTS = 7  # the largest K: order decoding and the sort metrics enumerate all K! orders (5040)
 
 
@@ -413,6 +412,33 @@ def video_width(m: ModelConfig) -> int:
     return v.width
 
 
+def _choices(name: str):
+    """A choice list from the module that owns it (imported when a config is validated, so that config.py
+    itself imports none of them): every list is written once, where it is used."""
+    if name == "mask_kind":
+        from tvts.data.masking import MASK_KINDS as out
+    elif name == "act":
+        from tvts.models.divided_vit import ACTIVATIONS as out
+    elif name == "sort_head":
+        from tvts.models.heads import SORT_HEADS
+
+        out = (*SORT_HEADS, "none")
+    elif name == "sort_output":
+        from tvts.objectives.sorting import SORT_OUTPUTS as out
+    elif name == "objective":
+        from tvts.objectives import REGISTRY as out
+    elif name == "decode_backend":
+        from tvts.data.decode import BACKENDS as out
+    else:
+        raise KeyError(name)
+    return tuple(out)
+
+
+def _require_choice(value: str, kind: str, what: str, field_: str, source: str) -> None:
+    known = _choices(kind)
+    _require(value in known, f"unknown {what} '{value}' (known: {', '.join(known)})", field_, source)
+
+
 def validate_model(m: ModelConfig, source: str = "") -> None:
     v, t = m.video, m.text
     _require(m.version == CONFIG_VERSION, f"config version {m.version}, this tvts reads version {CONFIG_VERSION}", "model.version", source)
@@ -427,8 +453,8 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     _require(v.num_frames // v.tubelet <= v.max_slots, "num_frames / tubelet exceeds max_slots", "model.video.max_slots", source)
     _require(v.arch == "r3d_slow" or v.width % v.heads == 0, "width must be divisible by heads", "model.video.heads", source)
     _require(0.0 <= v.mask_ratio < 1.0, "mask_ratio must be in [0, 1)", "model.video.mask_ratio", source)
-    _require(v.mask_kind in ("random", "tube"), f"unknown mask_kind '{v.mask_kind}'", "model.video.mask_kind", source)
-    _require(v.act in ("gelu", "quick_gelu"), f"unknown activation '{v.act}'", "model.video.act", source)
+    _require_choice(v.mask_kind, "mask_kind", "mask_kind", "model.video.mask_kind", source)
+    _require_choice(v.act, "act", "activation", "model.video.act", source)
     _require(v.pool in ("cls", "mean", "groups"), f"unknown pool '{v.pool}'", "model.video.pool", source)
     _require(v.pool != "mean" or v.arch == "joint", "pool mean is implemented for the joint ViT", "model.video.pool", source)
     _require(v.num_groups >= 0, "num_groups must be >= 0", "model.video.num_groups", source)
@@ -451,9 +477,8 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
                  "model.video.mask_kind", source)
         _require(v.post_norm in ("all", "cls"), f"unknown post_norm '{v.post_norm}'", "model.video.post_norm", source)
         _require(v.wiring in ("published", "residual"), f"unknown wiring '{v.wiring}'", "model.video.wiring", source)
-    _require(m.sort_head.kind in ("transformer", "pointer", "none"), f"unknown sort head '{m.sort_head.kind}'", "model.sort_head.kind", source)
-    _require(m.sort_head.output in ("kway", "pairwise", "factorial"), f"unknown sort output '{m.sort_head.output}'",
-             "model.sort_head.output", source)
+    _require_choice(m.sort_head.kind, "sort_head", "sort head", "model.sort_head.kind", source)
+    _require_choice(m.sort_head.output, "sort_output", "sort output", "model.sort_head.output", source)
     _require(m.sort_head.output != "factorial" or m.num_segments <= 6, "factorial sorting enumerates K! orders: K <= 6",
              "model.sort_head.output", source)
     _require(m.text_proj in ("minimal", "mlp_bn"), f"unknown text_proj '{m.text_proj}'", "model.text_proj", source)
@@ -468,7 +493,7 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
         _require(t.name == "clip-bpe", f"unknown CLIP tokenizer '{t.name}' (known: clip-bpe)", "model.text.name", source)
         _require(t.width % t.heads == 0, "text width must be divisible by heads", "model.text.heads", source)
         _require(t.trainable_layers <= t.layers, f"trainable_layers {t.trainable_layers} > layers {t.layers}", "model.text.trainable_layers", source)
-        _require(t.act in ("gelu", "quick_gelu"), f"unknown activation '{t.act}'", "model.text.act", source)
+        _require_choice(t.act, "act", "activation", "model.text.act", source)
 
 
 def validate_recipe(c: RecipeConfig, source: str = "") -> None:
@@ -484,7 +509,7 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(t.device in ("auto", "cpu", "cuda"), f"unknown device '{t.device}'", "train.device", source)
     _require(t.strategy in ("ddp", "fsdp"), f"unknown strategy '{t.strategy}' (known: ddp, fsdp)", "train.strategy", source)
     o = c.objective
-    _require(o.name in OBJECTIVES, f"unknown objective '{o.name}' (known: {', '.join(OBJECTIVES)})", "objective.name", source)
+    _require_choice(o.name, "objective", "objective", "objective.name", source)
     _require(o.temperature > 0, "temperature must be positive", "objective.temperature", source)
     _require(o.contrastive in ("clip", "frame"), f"unknown contrastive formulation '{o.contrastive}'", "objective.contrastive", source)
     needs_sort = o.name == "tvts" and o.sort_weight > 0
@@ -533,8 +558,7 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(0.0 <= d.caption_ratio < 1.0, "caption_ratio must be in [0, 1)", "data.caption_ratio", source)
     _require(d.caption_ratio == 0 or bool(d.caption_manifest), "caption_ratio > 0 needs data.caption_manifest",
              "data.caption_manifest", source)
-    _require(d.decode_backend in ("pyav", "torchcodec"), f"unknown decode_backend '{d.decode_backend}'",
-             "data.decode_backend", source)
+    _require_choice(d.decode_backend, "decode_backend", "decode_backend", "data.decode_backend", source)
     from tvts.data.transforms import TIME_ORDERS
 
     _require(d.time_order in TIME_ORDERS, f"unknown time_order '{d.time_order}' (known: {', '.join(TIME_ORDERS)})",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tvts.data.masking import full_mask, random_mask, tube_mask
+from tvts.data.masking import MASK_KINDS, full_mask, random_mask, tube_mask
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.transcripts import (Transcript, load_yt_annotation, reachable_segment_texts, sample_segments,
                                    shuffle_segments, span_seconds)
@@ -41,7 +41,7 @@ __all__ = [
     "collate_clips",
 ]
 
-_MASK_KINDS = ("random", "tube", "none")
+_MASK_KINDS = (*MASK_KINDS, "none")
 TRANSCRIPT_CACHE = 50_000
 """Parsed annotations a dataset keeps per process (oldest dropped first)."""
 

@@ -12,6 +12,8 @@ import torch
 
 from tvts.errors import ConfigError
 
+MASK_KINDS = ("random", "tube")  # per-frame random masking (TVTS), tube masking (TVTSv2)
+
 __all__ = ["num_kept", "random_mask", "tube_mask", "full_mask"]
 
 
