@@ -23,6 +23,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tvts.data.segments import GAP, MAX_SEGMENTS, MIN_SEGMENTS, NUM_SEGMENTS, SEGMENT_SECONDS
 from tvts.data.watchdog import DECODE_TIMEOUT
 from tvts.errors import ConfigError
 
@@ -131,7 +132,7 @@ class ModelConfig:
     version: int = CONFIG_VERSION
     name: str = "tvts"
     family: str = "tvts"  # tvts (joint ViT + BERT) | tvtsv2 (divided CLIP ViT + CLIP text transformer)
-    num_segments: int = 4  # K
+    num_segments: int = NUM_SEGMENTS  # K
     embed_dim: int = 256  # D, the common space
     text_proj: str = "minimal"  # tvts: minimal (ReLU + linear, published TVTS) | mlp_bn (CPD: FC-BN-ReLU-FC-BN)
     video: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
@@ -176,8 +177,8 @@ class DataConfig:
     text_features: bool = True  # frozen text tower: encode each text the corpus can produce once, before step 1
     frame_store: bool = False  # decode every training video once into one uint8 file at training resolution
     cache_dir: str = ""  # where text-feature tables and frame stores are kept for later runs; empty: <train.out_dir>/cache
-    segment_seconds: float = 4.0  # l
-    gap: float = 1.0
+    segment_seconds: float = SEGMENT_SECONDS  # l
+    gap: float = GAP
     min_words: int = 1
     resize_ratio: float = 1.2  # short side resized to img_size * ratio before the crop
     time_order: str = "keep"  # keep | shuffle: a control that shows the frames in random order (appearance only)
@@ -396,7 +397,6 @@ def to_dict(cfg) -> dict:
 
 # family → (video arch, text encoder kind)
 FAMILY_PARTS = {"tvts": (("joint", "r3d_slow"), "hf"), "tvtsv2": (("divided",), "clip")}
-MAX_SEGMENTS = 7  # the largest K: order decoding and the sort metrics enumerate all K! orders (5040)
 
 
 def _require(cond: bool, msg: str, field_: str, source: str) -> None:
@@ -446,7 +446,8 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     arch, text_kind = FAMILY_PARTS[m.family]
     _require(v.arch in arch, f"family {m.family} needs video arch {' or '.join(arch)}, not '{v.arch}'", "model.video.arch", source)
     _require(t.kind == text_kind, f"family {m.family} needs text kind '{text_kind}', not '{t.kind}'", "model.text.kind", source)
-    _require(2 <= m.num_segments <= MAX_SEGMENTS, f"K must be in [2, {MAX_SEGMENTS}] (sorting enumerates the K! orders)",
+    _require(MIN_SEGMENTS <= m.num_segments <= MAX_SEGMENTS,
+             f"K must be in [{MIN_SEGMENTS}, {MAX_SEGMENTS}] (sorting enumerates the K! orders)",
              "model.num_segments", source)
     _require(v.img_size % v.patch == 0, f"img_size {v.img_size} is not a multiple of patch {v.patch}", "model.video.img_size", source)
     _require(v.num_frames % v.tubelet == 0, f"num_frames {v.num_frames} is not a multiple of tubelet {v.tubelet}", "model.video.num_frames", source)

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 
+from tvts.data.segments import GAP, NUM_SEGMENTS, SEGMENT_SECONDS
 from tvts.data.watchdog import DECODE_TIMEOUT
 
 
@@ -110,9 +111,10 @@ def add_data_parsers(subparsers) -> None:
 
     sp = dsub.add_parser("check", help="validate every record of a manifest; exit 1 if any is bad")
     sp.add_argument("manifest", help="a JSONL manifest (tvts.data.manifest)")
-    sp.add_argument("--segments", type=int, default=4, help="K transcript segments (default 4)")
-    sp.add_argument("--segment-seconds", type=float, default=4.0, help="segment length l in seconds (default 4)")
-    sp.add_argument("--gap", type=float, default=1.0, help="gap between segments in seconds (default 1)")
+    sp.add_argument("--segments", type=int, default=NUM_SEGMENTS, help=f"K transcript segments (default {NUM_SEGMENTS})")
+    sp.add_argument("--segment-seconds", type=float, default=SEGMENT_SECONDS,
+                    help=f"segment length l in seconds (default {SEGMENT_SECONDS:g})")
+    sp.add_argument("--gap", type=float, default=GAP, help=f"gap between segments in seconds (default {GAP:g})")
     sp.add_argument("--min-words", type=int, default=1, help="words every segment needs (default 1)")
     sp.add_argument("--video-tolerance", type=float, default=0.5,
                     help="seconds the video may end before the last segment (default 0.5)")

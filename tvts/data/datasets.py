@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tvts.data.segments import GAP, NUM_SEGMENTS, SEGMENT_SECONDS
 from tvts.data.masking import MASK_KINDS, full_mask, random_mask, tube_mask
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.transcripts import (Transcript, load_yt_annotation, reachable_segment_texts, sample_segments,
@@ -182,9 +183,9 @@ class TranscriptVideoDataset(Dataset):
         self,
         root: str | os.PathLike,
         split_list: str | os.PathLike | list[str],
-        num_segments: int = 4,
-        segment_seconds: float = 4.0,
-        gap: float = 1.0,
+        num_segments: int = NUM_SEGMENTS,
+        segment_seconds: float = SEGMENT_SECONDS,
+        gap: float = GAP,
         num_frames: int = 8,
         transform: VideoTransform | None = None,
         mask: MaskSpec | None = None,

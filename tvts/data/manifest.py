@@ -35,6 +35,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from tvts.data.segments import GAP, NUM_SEGMENTS, SEGMENT_SECONDS
 from tvts.data.datasets import TranscriptVideoDataset, _Names, collate, make_mask, read_split_list, yt_paths
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.watchdog import Watchdog
@@ -437,9 +438,9 @@ def collate_manifest(samples: list[dict]) -> dict:
 def check_manifest(
     path: str | os.PathLike,
     *,
-    num_segments: int = 4,
-    segment_seconds: float = 4.0,
-    gap: float = 1.0,
+    num_segments: int = NUM_SEGMENTS,
+    segment_seconds: float = SEGMENT_SECONDS,
+    gap: float = GAP,
     min_words: int = 1,
     video_tolerance: float = 0.5,
     max_words: int = MAX_WORDS,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tvts.data.segments import GAP
 from tvts.errors import ConfigError, SampleError
 
 try:  # ftfy repairs mojibake in YouTube ASR, as the published cleaning does; optional.
@@ -193,13 +194,13 @@ def _check_segment_args(num_segments, segment_seconds, gap) -> None:
         raise ConfigError(f"gap must be >= 0, got {gap!r}", field="gap")
 
 
-def span_seconds(num_segments: int, segment_seconds: float, gap: float = 1.0) -> float:
+def span_seconds(num_segments: int, segment_seconds: float, gap: float = GAP) -> float:
     """Total time covered by K segments of length l with gaps: ``K*l + (K-1)*gap`` = E_K - S_1."""
     _check_segment_args(num_segments, segment_seconds, gap)
     return num_segments * segment_seconds + (num_segments - 1) * gap
 
 
-def segment_bounds(start: float, num_segments: int, segment_seconds: float, gap: float = 1.0) -> np.ndarray:
+def segment_bounds(start: float, num_segments: int, segment_seconds: float, gap: float = GAP) -> np.ndarray:
     """Eq. 1: float64 ``[K, 2]`` with row k-1 = (S_k, E_k), S_k = start + (k-1)(l+gap), E_k = S_k + l."""
     _check_segment_args(num_segments, segment_seconds, gap)
     s = start + np.arange(num_segments, dtype=np.float64) * (segment_seconds + gap)
@@ -235,7 +236,7 @@ def sample_segments(
     transcript: Transcript,
     num_segments: int,
     segment_seconds: float,
-    gap: float = 1.0,
+    gap: float = GAP,
     rng: np.random.Generator | None = None,
     *,
     min_words: int = 1,
@@ -288,7 +289,7 @@ def sample_segments(
 
 
 def reachable_segment_texts(
-    transcript: Transcript, num_segments: int, segment_seconds: float, gap: float = 1.0, *, min_words: int = 1
+    transcript: Transcript, num_segments: int, segment_seconds: float, gap: float = GAP, *, min_words: int = 1
 ) -> set[str]:
     """Every segment text that a training draw of :func:`sample_segments` can return for ``transcript``.
 

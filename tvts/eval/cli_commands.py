@@ -11,6 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
+from tvts.data.segments import GAP, SEGMENT_SECONDS
 from tvts.data.watchdog import DECODE_TIMEOUT
 
 COMMON_DEFAULTS = {
@@ -25,7 +26,7 @@ PROTOCOL_DEFAULTS = {
     "linear-probe": {"dataset": "ucf101", "fold": 1, "epochs": 100, "lr": 0.1, "probe_batch_size": 512, "seed": 0},
     "knn": {"dataset": "ucf101", "fold": 1, "k": 25, "vote": "weighted"},
     "v2v": {"dataset": "ssv2", "split": "val", "fold": 1},
-    "sort": {"list": None, "segment_seconds": 4.0, "gap": 1.0},
+    "sort": {"list": None, "segment_seconds": SEGMENT_SECONDS, "gap": GAP},
     "finetune": {"dataset": "ucf101", "fold": 1, "epochs": 100, "lr": 1e-3, "weight_decay": 0.05, "seed": 0,
                  "clips": 2, "crops": 3},
 }

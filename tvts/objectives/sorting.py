@@ -22,7 +22,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from tvts.config import MAX_SEGMENTS
+from tvts.data.segments import MAX_SEGMENTS
 
 SORT_OUTPUTS = ("kway", "pairwise", "factorial")
 
