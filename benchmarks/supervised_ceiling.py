@@ -38,7 +38,8 @@ from tvts.data.synthetic import ACTIONS
 from tvts.data.transforms import VideoTransform
 from tvts.models import build_model
 from tvts.train.distributed import init_distributed
-from tvts.train.trainer import attach_frame_store, data_paths, reseed
+from tvts.data.build import data_paths
+from tvts.train.trainer import attach_frame_store, reseed
 
 from _report import write_report  # noqa: E402  (benchmarks/ is on the path when run as a script)
 

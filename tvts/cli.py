@@ -55,7 +55,8 @@ def cmd_main(args) -> int:
 
     from tvts.eval.main_job import evaluate_run
     from tvts.eval.report import results_table, write_results
-    from tvts.train.trainer import data_paths, pretrain
+    from tvts.data.build import data_paths
+    from tvts.train.trainer import pretrain
 
     cfg = _load(args)
     if cfg.train.threads > 0:

@@ -424,7 +424,7 @@ def _choices(name: str):
 
         out = (*SORT_HEADS, "none")
     elif name == "sort_output":
-        from tvts.objectives.sorting import SORT_OUTPUTS as out
+        from tvts.models.heads import SORT_OUTPUTS as out
     elif name == "objective":
         from tvts.objectives import REGISTRY as out
     elif name == "decode_backend":

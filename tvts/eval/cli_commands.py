@@ -50,7 +50,7 @@ def _encoder(opts: dict):
     from tvts.data.transforms import VideoTransform
     from tvts.eval.protocols import Encoder
     from tvts.models import load_model
-    from tvts.train.distributed import pick_device
+    from tvts.device import pick_device
 
     device = pick_device(opts["device"])
     model = load_model(opts["model"]).to(device).eval()

@@ -6,7 +6,7 @@ conventions in ``tvts.objectives.sorting``):
 
 - ``kway`` (the paper's, Eq. 2): logits ``[B, K, K]``, ``logits[b, i, j]`` = score that shuffled
   transcript ``i`` is the ``j``-th one in time;
-- ``pairwise``: logits ``[B, K(K-1)/2]``, one per pair (i, j), i < j, of ``sorting.pairs(K)``: "transcript
+- ``pairwise``: logits ``[B, K(K-1)/2]``, one per pair (i, j), i < j, of :func:`pairs` (K): "transcript
   i comes before transcript j", a linear layer on ``[h_i ; h_j]``;
 - ``factorial``: logits ``[B, K!]`` over the whole orders ``sorting._permutations(K)``, a linear layer
   on the concatenated ``[h_1 ; ... ; h_K]``.
@@ -17,8 +17,9 @@ Both heads see the text features as given; the stop-gradient of TVTS is applied 
 
 from __future__ import annotations
 
+import itertools
 import math
-from functools import partial
+from functools import lru_cache, partial
 
 import torch
 import torch.nn as nn
@@ -26,7 +27,15 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
 from tvts.models.vit import VideoTokens, _init_linear
-from tvts.objectives.sorting import SORT_OUTPUTS, pairs
+
+# What a sort head outputs (the sort losses in tvts.objectives.sorting read each of them)
+SORT_OUTPUTS = ("kway", "pairwise", "factorial")
+
+
+@lru_cache(maxsize=None)
+def pairs(k: int) -> torch.Tensor:
+    """The K(K-1)/2 item pairs ``[P, 2]``, rows (i, j) with i < j: (0, 1), (0, 2), ..., (K-2, K-1)."""
+    return torch.tensor(list(itertools.combinations(range(k), 2)), dtype=torch.long)
 
 
 class PairwiseOutput(nn.Module):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from tvts.data.segments import MAX_SEGMENTS
 
-SORT_OUTPUTS = ("kway", "pairwise", "factorial")
+from tvts.models.heads import SORT_OUTPUTS, pairs  # noqa: F401  (the head's output formats; re-exported)
 
 
 # ---------------------------------------------------------------------------------------- index tables
@@ -34,12 +34,6 @@ def _permutations(k: int) -> torch.Tensor:
     if k > MAX_SEGMENTS:
         raise ValueError(f"whole-order decoding enumerates K! orders; K={k} is too large")
     return torch.tensor(list(itertools.permutations(range(k))), dtype=torch.long)  # [K!, K]
-
-
-@lru_cache(maxsize=None)
-def pairs(k: int) -> torch.Tensor:
-    """The K(K-1)/2 item pairs ``[P, 2]``, rows (i, j) with i < j: (0, 1), (0, 2), ..., (K-2, K-1)."""
-    return torch.tensor(list(itertools.combinations(range(k), 2)), dtype=torch.long)
 
 
 def permutation_index(order: torch.Tensor) -> torch.Tensor:

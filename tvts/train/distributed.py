@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from tvts.device import pick_device
+
 
 @dataclass
 class DistInfo:
@@ -19,14 +21,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is available")
-    return torch.device("cuda", local_rank)
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -24,11 +24,11 @@ from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
 from tvts.config import RecipeConfig, to_dict
-from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
+from tvts.data.build import cache_dir, data_paths, dataset_args, transcript_dataset
+from tvts.data.datasets import TranscriptVideoDataset
 from tvts.data.frame_store import FrameStore
 from tvts.data.manifest import ManifestDataset, collate_manifest
 from tvts.data.shards import ShardDataset
-from tvts.data.transforms import VideoTransform
 from tvts.deps import require
 from tvts.errors import ConfigError, DataError
 from tvts.models import build_model
@@ -46,49 +46,6 @@ from tvts.train.streams import BatchStream, is_caption_step
 
 
 # ---------------------------------------------------------------------------------------- data
-def mask_spec(cfg: RecipeConfig) -> MaskSpec:
-    v = cfg.model.video
-    return MaskSpec(
-        kind=v.mask_kind if v.mask_ratio > 0 else "none",
-        num_slots=v.num_frames // v.tubelet,
-        num_patches=(v.img_size // v.patch) ** 2,
-        ratio=v.mask_ratio,
-    )
-
-
-def data_paths(cfg: RecipeConfig) -> tuple[Path, Path, Path]:
-    """(root, train list, val list), building the synthetic dataset first when the recipe uses it."""
-    d = cfg.data
-    if d.synthetic is not None and not d.root and not d.manifest:
-        from tvts.data.synthetic import make_synthetic
-
-        s = d.synthetic
-        make_synthetic(s.out, seed=s.seed, num_train=s.num_train, num_val=s.num_val, num_heldout=s.num_heldout,
-                       size=s.size, fps=s.fps, spotlight=s.spotlight, scene_group=s.scene_group, progress=cfg.train.progress)
-        root = Path(s.out) / "yttemporal"
-    else:
-        root = Path(d.root)
-    train_list = Path(d.train_list) if d.train_list else root / "meta_data" / "yttemporal_train.csv"
-    val_list = Path(d.val_list) if d.val_list else root / "meta_data" / "yttemporal_val.csv"
-    return root, train_list, val_list
-
-
-def _dataset_args(cfg: RecipeConfig, train: bool) -> dict:
-    v, d = cfg.model.video, cfg.data
-    return dict(num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
-                num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train, time_order=d.time_order),
-                mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
-                max_retries=d.max_retries, min_words=d.min_words, decode_backend=d.decode_backend)
-
-
-def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: bool) -> TranscriptVideoDataset:
-    """The YT-Temporal-layout dataset of ``root`` + ``split_list`` or, when ``data.manifest`` is set and
-    ``train``, the manifest's (transcript records: TVTS samples; caption records: contrastive only)."""
-    if cfg.data.manifest and train:
-        return ManifestDataset(cfg.data.manifest, timeout=cfg.data.decode_timeout, kind="auto", **_dataset_args(cfg, train))
-    return TranscriptVideoDataset(root, split_list, **_dataset_args(cfg, train))
-
-
 def train_streams(cfg: RecipeConfig, root: Path, train_list: Path, info: DistInfo) -> dict[str, BatchStream]:
     """``main``: the transcript corpus (YT-Temporal root, manifest, or shards); ``captions``: the caption
     corpus when ``data.caption_ratio > 0``."""
@@ -97,19 +54,14 @@ def train_streams(cfg: RecipeConfig, root: Path, train_list: Path, info: DistInf
                   rank=info.rank, world_size=info.world_size, pin_memory=info.device.type == "cuda")
     if d.shards:
         main = ShardDataset(d.shards, rank=info.rank, world_size=info.world_size, shuffle_buffer=d.shuffle_buffer,
-                            block_size=t.batch_size, timeout=d.decode_timeout, kind="auto", **_dataset_args(cfg, True))
+                            block_size=t.batch_size, timeout=d.decode_timeout, kind="auto", **dataset_args(cfg, True))
     else:
         main = transcript_dataset(cfg, root, train_list, train=True)
     streams = {"main": BatchStream(main, group_size=d.group_size, **common)}
     if d.caption_ratio > 0:
-        captions = ManifestDataset(d.caption_manifest, timeout=d.decode_timeout, kind="caption", **_dataset_args(cfg, True))
+        captions = ManifestDataset(d.caption_manifest, timeout=d.decode_timeout, kind="caption", **dataset_args(cfg, True))
         streams["captions"] = BatchStream(captions, **common)
     return streams
-
-
-def cache_dir(cfg: RecipeConfig) -> Path:
-    """Where text-feature tables and frame stores live (``data.cache_dir``, default ``<train.out_dir>/cache``)."""
-    return Path(cfg.data.cache_dir or Path(cfg.train.out_dir) / "cache")
 
 
 def attach_frame_store(cfg: RecipeConfig, dataset, info: DistInfo, name: str = "training") -> None:
@@ -160,7 +112,7 @@ def validation_data(cfg: RecipeConfig, root: Path, val_list: Path, info: DistInf
     if not Path(val_list).is_file():
         raise ConfigError(f"the plateau trigger validates on {val_list}, which does not exist (set data.val_list)",
                           field="train.curriculum.trigger")
-    return TranscriptVideoDataset(root, val_list, **_dataset_args(cfg, train=False)), cfg.eval.batch_size, info.device
+    return TranscriptVideoDataset(root, val_list, **dataset_args(cfg, train=False)), cfg.eval.batch_size, info.device
 
 
 def index_space(dataset) -> int:

@@ -1,0 +1,61 @@
+"""The datasets a recipe names, built in one place: the trainer, the main job's evaluation and the
+benchmarks all call these (``data_paths`` builds the embedded dataset on first use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tvts.config import RecipeConfig
+from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
+from tvts.data.manifest import ManifestDataset
+from tvts.data.transforms import VideoTransform
+
+
+def mask_spec(cfg: RecipeConfig) -> MaskSpec:
+    v = cfg.model.video
+    return MaskSpec(
+        kind=v.mask_kind if v.mask_ratio > 0 else "none",
+        num_slots=v.num_frames // v.tubelet,
+        num_patches=(v.img_size // v.patch) ** 2,
+        ratio=v.mask_ratio,
+    )
+
+
+def data_paths(cfg: RecipeConfig) -> tuple[Path, Path, Path]:
+    """(root, train list, val list), building the synthetic dataset first when the recipe uses it."""
+    d = cfg.data
+    if d.synthetic is not None and not d.root and not d.manifest:
+        from tvts.data.synthetic import make_synthetic
+
+        s = d.synthetic
+        make_synthetic(s.out, seed=s.seed, num_train=s.num_train, num_val=s.num_val, num_heldout=s.num_heldout,
+                       size=s.size, fps=s.fps, spotlight=s.spotlight, scene_group=s.scene_group, progress=cfg.train.progress)
+        root = Path(s.out) / "yttemporal"
+    else:
+        root = Path(d.root)
+    train_list = Path(d.train_list) if d.train_list else root / "meta_data" / "yttemporal_train.csv"
+    val_list = Path(d.val_list) if d.val_list else root / "meta_data" / "yttemporal_val.csv"
+    return root, train_list, val_list
+
+
+def dataset_args(cfg: RecipeConfig, train: bool) -> dict:
+    """The dataset options of ``cfg`` (segments, frames, transform, mask, sampling, decoding), for training
+    (random crops and masks) or evaluation."""
+    v, d = cfg.model.video, cfg.data
+    return dict(num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
+                num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train, time_order=d.time_order),
+                mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
+                max_retries=d.max_retries, min_words=d.min_words, decode_backend=d.decode_backend)
+
+
+def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: bool) -> TranscriptVideoDataset:
+    """The YT-Temporal-layout dataset of ``root`` + ``split_list`` or, when ``data.manifest`` is set and
+    ``train``, the manifest's (transcript records: TVTS samples; caption records: contrastive only)."""
+    if cfg.data.manifest and train:
+        return ManifestDataset(cfg.data.manifest, timeout=cfg.data.decode_timeout, kind="auto", **dataset_args(cfg, train))
+    return TranscriptVideoDataset(root, split_list, **dataset_args(cfg, train))
+
+
+def cache_dir(cfg: RecipeConfig) -> Path:
+    """Where text-feature tables and frame stores live (``data.cache_dir``, default ``<train.out_dir>/cache``)."""
+    return Path(cfg.data.cache_dir or Path(cfg.train.out_dir) / "cache")
