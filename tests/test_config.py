@@ -113,3 +113,16 @@ def test_objective_variants_load():
     svilm = load_recipe("demo", ["objective.contrastive=clip", "objective.name=svilm", "model.video.num_groups=8", "model.video.group_layers=[2,4]",
                                  "model.video.pool=groups", "model.sort_head.kind=none"])
     assert svilm.model.video.group_layers == [2, 4] and svilm.objective.svilm.num_nouns == 2
+
+
+def test_every_registry_names_exactly_the_choices_the_config_accepts():
+    """Config holds each choice list once (it sits below the layers that use them); each registry maps
+    exactly those names to classes."""
+    from tvts.config import ACTIVATION_NAMES, OBJECTIVE_NAMES, SORT_HEAD_KINDS
+    from tvts.models.divided_vit import ACTIVATIONS
+    from tvts.models.heads import SORT_HEADS
+    from tvts.objectives import REGISTRY
+
+    assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
+    assert tuple(SORT_HEADS) == SORT_HEAD_KINDS
+    assert tuple(REGISTRY) == OBJECTIVE_NAMES

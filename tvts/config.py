@@ -412,25 +412,25 @@ def video_width(m: ModelConfig) -> int:
     return v.width
 
 
+# Choice lists of the layers above this module, stated here once: their registries map these names to
+# classes (tvts.models.divided_vit.ACTIVATIONS, tvts.models.heads.SORT_HEADS, tvts.objectives.REGISTRY;
+# tests/test_config.py checks that each registry has exactly these keys). Config sits below them, so the
+# lists live here and the registries import them, never the other way round.
+ACTIVATION_NAMES = ("gelu", "quick_gelu")
+SORT_HEAD_KINDS = ("transformer", "pointer")  # plus "none": no sort head
+SORT_OUTPUTS = ("kway", "pairwise", "factorial")
+OBJECTIVE_NAMES = ("tvts", "merlot_like", "vcop", "cpd", "svilm")
+
+
 def _choices(name: str):
-    """A choice list from the module that owns it (imported when a config is validated, so that config.py
-    itself imports none of them): every list is written once, where it is used."""
+    """A choice list: from this module for the layers above it, from its owner for the data layer below."""
     if name == "mask_kind":
         from tvts.data.masking import MASK_KINDS as out
-    elif name == "act":
-        from tvts.models.divided_vit import ACTIVATIONS as out
-    elif name == "sort_head":
-        from tvts.models.heads import SORT_HEADS
-
-        out = (*SORT_HEADS, "none")
-    elif name == "sort_output":
-        from tvts.models.heads import SORT_OUTPUTS as out
-    elif name == "objective":
-        from tvts.objectives import REGISTRY as out
     elif name == "decode_backend":
         from tvts.data.decode import BACKENDS as out
     else:
-        raise KeyError(name)
+        out = {"act": ACTIVATION_NAMES, "sort_head": (*SORT_HEAD_KINDS, "none"), "sort_output": SORT_OUTPUTS,
+               "objective": OBJECTIVE_NAMES}[name]
     return tuple(out)
 
 

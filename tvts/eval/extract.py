@@ -223,8 +223,6 @@ def extract_features(model, paths: list[str], ids: list[str], out: str | os.Path
 def _encode(model, ds: ViewsDataset, parts: Path, done: dict, reduce: str, batch_size: int, workers: int, device,
             chunk: int, progress: bool) -> list[dict]:
     """Encode ``ds`` into ``done`` (in place), saving a part every ``chunk`` videos; returns the failures."""
-    from tvts.eval.protocols import progress_bar
-
     model.eval()
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_views)
     failed, pending_ids, pending = [], [], []
@@ -244,6 +242,15 @@ def _encode(model, ds: ViewsDataset, parts: Path, done: dict, reduce: str, batch
             pending_ids, pending = [], []
     done.update(zip(pending_ids, pending))
     return failed
+
+
+def progress_bar(iterable, desc: str, enabled: bool, total: int | None = None):
+    """``iterable`` with a tqdm bar when ``enabled`` (the evaluation's one progress display)."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False)
 
 
 def load_features(path: str | os.PathLike) -> Features:

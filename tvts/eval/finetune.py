@@ -67,7 +67,7 @@ class VideoClassifier(torch.nn.Module):
 def _train(clf: VideoClassifier, data: TrainClips, epochs: int, lr: float, weight_decay: float, batch_size: int,
            workers: int, device, progress: bool) -> tuple[list[float], Counter]:
     """AdamW with a cosine decay over all steps; returns the mean loss per epoch and the skipped videos."""
-    from tvts.eval.protocols import progress_bar
+    from tvts.eval.extract import progress_bar
 
     params = [p for p in clf.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -98,7 +98,7 @@ def _train(clf: VideoClassifier, data: TrainClips, epochs: int, lr: float, weigh
 @torch.no_grad()
 def _test(clf: VideoClassifier, views: ViewsDataset, batch_size: int, workers: int, device, progress: bool):
     """Logits ``[n, C]`` averaged over the views, the dataset positions of the decoded videos, the failures."""
-    from tvts.eval.protocols import progress_bar
+    from tvts.eval.extract import progress_bar
 
     clf.eval()
     loader = DataLoader(views, batch_size=batch_size, num_workers=workers, collate_fn=collate_views)

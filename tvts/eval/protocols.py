@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tvts.data.datasets import TranscriptVideoDataset, collate
 from tvts.data.transforms import VideoTransform
 from tvts.eval.annotations import LabelledSet, RetrievalSet, readable_class_name
-from tvts.eval.extract import Features, extract_features
+from tvts.eval.extract import Features, extract_features, progress_bar
 from tvts.eval.metrics import (confusion_matrix, dual_softmax_retrieval_metrics, knn_predict, retrieval_metrics,
                                topk_accuracy, v2v_retrieval_metrics)
 from tvts.errors import ConfigError
@@ -33,14 +33,6 @@ from tvts.objectives.sorting import sort_metrics
 
 DEFAULT_TEMPLATES = ("a person {}",)
 """TVTSv2's zero-shot recognition prompt."""
-
-
-def progress_bar(iterable, desc: str, enabled: bool, total: int | None = None):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False)
 
 
 # ---------------------------------------------------------------------------------------- encoding

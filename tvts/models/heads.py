@@ -28,8 +28,7 @@ from timm.models.vision_transformer import Block
 
 from tvts.models.vit import VideoTokens, _init_linear
 
-# What a sort head outputs (the sort losses in tvts.objectives.sorting read each of them)
-SORT_OUTPUTS = ("kway", "pairwise", "factorial")
+from tvts.config import SORT_OUTPUTS  # noqa: F401  (what a sort head outputs; the sort losses read each)
 
 
 @lru_cache(maxsize=None)

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from tvts.data.segments import MAX_SEGMENTS
 
-from tvts.models.heads import SORT_OUTPUTS, pairs  # noqa: F401  (the head's output formats; re-exported)
+from tvts.config import SORT_OUTPUTS
+from tvts.models.heads import pairs  # noqa: F401  (re-exported: the pair table the pairwise loss reads)
 
 
 # ---------------------------------------------------------------------------------------- index tables
