@@ -83,6 +83,28 @@ class GrayCode:
         return idx.astype(np.int64)
 
 
+def write_audio_only(path) -> str:
+    """An MP4 with one AAC audio stream and no video stream."""
+    import av
+
+    with av.open(os.fspath(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=16000)
+        s.layout = "mono"
+        for i in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return os.fspath(path)
+
+
+@pytest.fixture(scope="session")
+def make_audio_only():
+    return write_audio_only
+
+
 @pytest.fixture(scope="session")
 def make_video():
     return write_video

@@ -32,19 +32,6 @@ def _noise(n, seed=0):
     return np.random.default_rng(seed).integers(0, 255, (n, 32, 48, 3), dtype=np.uint8)
 
 
-def _audio_only(path):
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("aac", rate=16000)
-        s.layout = "mono"
-        for i in range(8):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-
-
 def _cut_mkv(path, frames):
     whole = path.with_name("whole.mkv")
     with av.open(str(whole), "w", format="matroska") as c:
@@ -62,7 +49,7 @@ def _cut_mkv(path, frames):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, make_video):
+def corpus(tmp_path_factory, make_video, make_audio_only):
     """(manifest path, {1-based line: expected `data check` reason or None}, folder, writer process)."""
     import shutil
 
@@ -71,7 +58,7 @@ def corpus(tmp_path_factory, make_video):
         make_video(d / f"good{i}.mp4", _noise(48, i), FPS)
     make_video(d / "short.mp4", _noise(8), FPS)
     (d / "text.mp4").write_text("this is not a video\n")
-    _audio_only(d / "audio.mp4")
+    make_audio_only(d / "audio.mp4")
     _cut_mkv(d / "cut.mkv", _noise(48, 9))
     rotated = None
     if shutil.which("ffmpeg"):

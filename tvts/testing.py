@@ -53,6 +53,21 @@ def tiny_tvtsv2_config(**video) -> ModelConfig:
     )
 
 
+def tiny_batch(batch: int = 4, seed: int = 3) -> dict:
+    """A random training batch for :func:`tiny_model_config` models: ``frames`` ``[B, 4, 3, 16, 16]``, B lists
+    of 4 texts drawn from a small vocabulary, ``order`` ``[B, 4]``, ``keep`` ``[B, 2, 2]`` (seeded)."""
+    g = torch.Generator().manual_seed(seed)
+    words = "the red blue green square circle star moves left right up down grows shrinks rotates now um".split()
+    texts = [[" ".join(words[j] for j in torch.randint(len(words), (5,), generator=g)) for _ in range(4)] for _ in range(batch)]
+    return {
+        "frames": torch.randn(batch, 4, 3, 16, 16, generator=g),
+        "texts": texts,
+        "order": torch.stack([torch.randperm(4, generator=g) for _ in range(batch)]),
+        "keep": torch.stack([torch.stack([torch.randperm(4, generator=g)[:2].sort().values for _ in range(2)])
+                             for _ in range(batch)]),
+    }
+
+
 # ------------------------------------------------------------------------------------ tiny training runs
 def tiny_recipe(text_dir: str | Path, data_dir: str | Path, out_dir: str | Path, steps: int = 4,
                 model: ModelConfig | None = None, objective=None, **train):

@@ -8,7 +8,6 @@ import os
 import time
 from collections import Counter
 
-import av
 import numpy as np
 import pytest
 
@@ -22,21 +21,8 @@ K, L, GAP = 2, 2.0, 1.0  # span 5 s
 GOOD_WORDS = [[f"w{j}", 0.25 + 0.5 * j] for j in range(24)]  # 12 s of speech
 
 
-def _audio_only(path):
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("aac", rate=16000)
-        s.layout = "mono"
-        for i in range(8):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-
-
 @pytest.fixture(scope="module")
-def bad_manifest(tmp_path_factory, make_video):
+def bad_manifest(tmp_path_factory, make_video, make_audio_only):
     """A manifest of 3 good records and one of each bad kind; returns (path, {line: expected reason})."""
     d = tmp_path_factory.mktemp("bad")
     frames = np.random.default_rng(0).integers(0, 255, (48, 32, 48, 3), dtype=np.uint8)  # 12 s
@@ -46,7 +32,7 @@ def bad_manifest(tmp_path_factory, make_video):
     data = (d / "full.mp4").read_bytes()
     (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
     (d / "text.mp4").write_text("this is not a video\n")
-    _audio_only(d / "audio.mp4")
+    make_audio_only(d / "audio.mp4")
     make_video(d / "one_frame.mp4", frames[:1], FPS)
     make_video(d / "short.mp4", frames[:8], FPS)  # 2 s, under a 12 s transcript
 

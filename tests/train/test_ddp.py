@@ -12,22 +12,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tvts.config import ObjectiveConfig
 from tvts.models import build_model
 from tvts.objectives.tvts import TVTSObjective
-from tvts.testing import make_tiny_bert, tiny_model_config
+from tvts.testing import tiny_batch, make_tiny_bert, tiny_model_config
 from tvts.train.distributed import init_distributed
 
 B = 4
 
 
 def _global_batch():
-    g = torch.Generator().manual_seed(3)
-    words = "the red blue green square circle star moves left right up down grows shrinks rotates now um".split()
-    texts = [[" ".join(words[j] for j in torch.randint(len(words), (5,), generator=g)) for _ in range(4)] for _ in range(B)]
-    return {
-        "frames": torch.randn(B, 4, 3, 16, 16, generator=g),
-        "texts": texts,
-        "order": torch.stack([torch.randperm(4, generator=g) for _ in range(B)]),
-        "keep": torch.stack([torch.stack([torch.randperm(4, generator=g)[:2].sort().values for _ in range(2)]) for _ in range(B)]),
-    }
+    return tiny_batch(B, seed=3)
 
 
 def _model(bert_dir):

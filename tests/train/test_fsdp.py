@@ -13,7 +13,7 @@ from tvts.config import ObjectiveConfig, TrainConfig
 from tvts.models import build_model, load_model
 from tvts.objectives import Pretrainer
 from tvts.objectives.tvts import TVTSObjective
-from tvts.testing import assert_same_weights, make_tiny_bert, tiny_model_config, tiny_recipe
+from tvts.testing import tiny_batch, assert_same_weights, make_tiny_bert, tiny_model_config, tiny_recipe
 from tvts.train.checkpoint import SHARDED_NAME, full_model_state, latest_checkpoint
 from tvts.train.distributed import init_distributed, shard_fsdp
 from tvts.train.optim import build_optimizer, build_scheduler
@@ -34,15 +34,7 @@ def _env(rank, world, port):
 
 
 def _global_batch():
-    g = torch.Generator().manual_seed(5)
-    words = "the red blue green square circle star moves left right up down grows shrinks rotates now um".split()
-    texts = [[" ".join(words[j] for j in torch.randint(len(words), (5,), generator=g)) for _ in range(4)] for _ in range(B)]
-    return {
-        "frames": torch.randn(B, 4, 3, 16, 16, generator=g),
-        "texts": texts,
-        "order": torch.stack([torch.randperm(4, generator=g) for _ in range(B)]),
-        "keep": torch.stack([torch.stack([torch.randperm(4, generator=g)[:2].sort().values for _ in range(2)]) for _ in range(B)]),
-    }
+    return tiny_batch(B, seed=5)
 
 
 def _one_step(bert_dir, rank, world, strategy):
