@@ -141,3 +141,26 @@ def test_sort_accuracy_of_a_model_without_sort_head_is_a_clear_error():
     with pytest.raises(ConfigError, match="no sort head") as e:
         sort_accuracy(model, [], batch_size=3, workers=0, progress=False)
     assert e.value.field == "model.sort_head.kind"
+
+
+def test_retrieval_examples_carry_the_rank_of_the_right_video():
+    from tvts.eval.annotations import RetrievalSet
+    from tvts.eval.extract import Features
+    from tvts.eval.protocols import zero_shot_retrieval
+
+    g = torch.Generator().manual_seed(1)
+    feats = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)
+
+    class Enc(StubEncoder):
+        def videos(self, name, paths, ids):
+            return Features(feats, list(ids), [], {})
+
+    ds = RetrievalSet("toy", [f"v{i}" for i in range(6)], [f"/x/v{i}.mp4" for i in range(6)],
+                      [f"caption {i}" for i in range(6)], list(range(6)))
+    out = zero_shot_retrieval(Enc(), ds, examples=6)
+    text = Enc().texts(ds.captions)
+    scores = text @ feats.T
+    for i, e in enumerate(out["_examples"]):
+        expected = 1 + sum(float(scores[i, j]) > float(scores[i, i]) for j in range(6))
+        assert e["rank"] == expected and e["truth"] == f"/x/v{i}.mp4"
+        assert (e["rank"] <= 3) == (e["truth"] in e["top"])

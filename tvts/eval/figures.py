@@ -34,11 +34,14 @@ def confusion_matrix_png(matrix, class_names: list[str], out: str | Path, title:
     frac = m / np.maximum(m.sum(1, keepdims=True), 1)
     n = len(class_names)
     size = min(4 + 0.45 * n, 30)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    per_class = np.diag(frac)
     ax.set_xticks(range(n), class_names, rotation=90, fontsize=8 if n <= 30 else 4)
-    ax.set_yticks(range(n), class_names, fontsize=8 if n <= 30 else 4)
-    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title or "confusion matrix")
+    ax.set_yticks(range(n), [f"{c} ({100 * a:.0f} %)" for c, a in zip(class_names, per_class)], fontsize=8 if n <= 30 else 4)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true (per-class accuracy)")
+    ax.set_title(f"{title or 'confusion matrix'}: mean per-class accuracy {100 * per_class.mean():.1f} %")
     if n <= 30:
         for i in range(n):
             for j in range(n):
@@ -79,9 +82,14 @@ def top5_png(logits: torch.Tensor, labels: list[int], class_names: list[str], pa
 
 
 def retrieval_examples_png(examples: list[dict], out: str | Path) -> Path:
-    """One row per query (``{"query", "truth", "top": [3 paths]}``): the caption, then its top-3 videos as
-    frame strips, the right video framed in green."""
+    """One row per query (``{"query", "truth", "rank", "top": [3 paths]}``): the caption, then its top-3 videos
+    as frame strips, the right video framed in green; when it is not among them, a last column shows it
+    with its rank."""
     plt = _plt()
+    examples = [dict(e, top=list(e["top"])) for e in examples]
+    for e in examples:
+        if e["truth"] not in e["top"]:
+            e["top"].append(e["truth"])  # shown last, labelled with its rank
     n, k = len(examples), max(len(e["top"]) for e in examples)
     fig, axes = plt.subplots(n, k, figsize=(4.5 * k, 1.8 * n + 0.4), squeeze=False)
     for r, e in enumerate(examples):
@@ -96,7 +104,7 @@ def retrieval_examples_png(examples: list[dict], out: str | Path) -> Path:
             for side in ax.spines.values():
                 side.set_color("tab:green" if hit else "lightgray")
                 side.set_linewidth(4 if hit else 1)
-            label = f"#{c + 1}" + (" (match)" if hit else "")
+            label = f"#{e.get('rank', c + 1) if hit else c + 1}" + (" (the right video)" if hit else "")
             ax.set_title(f"query: {e['query'][:80]}   {label}" if c == 0 else label, fontsize=8, loc="left")
     fig.tight_layout()
     fig.savefig(out, dpi=100)

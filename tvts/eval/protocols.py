@@ -126,8 +126,11 @@ def zero_shot_retrieval(enc: Encoder, ds: RetrievalSet, dsl_temperature: float |
     out = {f"{ds.name}/{k}": {**v, **_failures(f.failed)} for k, v in
            retrieval_from_features(text, video, t2v, dsl_temperature).items()}
     if examples:
-        top = (text[:examples] @ video.T).topk(min(3, len(video)), dim=1).indices
-        out["_examples"] = [{"query": queries[i][0], "truth": ds.paths[keep[queries[i][1]]],
+        scores = text[:examples] @ video.T
+        top = scores.topk(min(3, len(video)), dim=1).indices
+        # the rank of the right video: 1 + the videos scored above it
+        rank = (scores > scores.gather(1, t2v[:examples, None])).sum(1) + 1
+        out["_examples"] = [{"query": queries[i][0], "truth": ds.paths[keep[queries[i][1]]], "rank": int(rank[i]),
                              "top": [ds.paths[keep[j]] for j in top[i].tolist()]} for i in range(len(top))]
     return out
 
