@@ -379,6 +379,21 @@ def section_vith(args, device, budget: Budget, out: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- table
+def _gib(r: dict) -> str:
+    return f"{r['peak_mem_gib']:.1f}" if r.get("peak_mem_gib") is not None else "-"
+
+
+def _table(title: str, columns: list[str], rows: list[dict], done_key: str, cells) -> list[str]:
+    """A markdown table: one row per result, named by its first field; ``cells(r)`` gives the other columns
+    of a result that has ``done_key``; a skipped or failed one says why."""
+    out = [f"## {title}", "", "| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
+    for r in rows:
+        name = r.get("variant") or r.get("recipe")
+        rest = [str(c) for c in cells(r)] if done_key in r else [str(r.get("skipped") or r.get("error"))] + [""] * (len(columns) - 2)
+        out.append("| " + " | ".join([name, *rest]) + " |")
+    return out + [""]
+
+
 def markdown(res: dict) -> str:
     pk = res.get("peak", {})
     lines = [f"# GPU suite: {pk.get('device', '?')} (torch {pk.get('torch', torch.__version__)})", ""]
@@ -391,31 +406,19 @@ def markdown(res: dict) -> str:
         if r.get("clips_per_s") and ref:
             r["vs_plain_eager"] = r["clips_per_s"] / ref
     if enc:
-        lines += ["## TVTSv2-B/16 video encoder, 12x224^2, tube mask 0.5, bf16, forward + backward", "",
-                  "| variant | batch | clips/s | ms/step | TFLOP/s | MFU | vs plain eager | peak GiB |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for r in enc:
-            if "clips_per_s" not in r:
-                lines.append(f"| {r['variant']} | {r.get('skipped') or r.get('error')} | | | | | | |")
-                continue
-            mfu = f"{100 * r['mfu']:.1f} %" if r.get("mfu") else "-"
-            mem = f"{r['peak_mem_gib']:.1f}" if r.get("peak_mem_gib") is not None else "-"
-            lines.append(f"| {r['variant']} | {r['batch']} | {r['clips_per_s']:.1f} | {r['ms_per_step']:.1f} | "
-                         f"{r['tflops']:.1f} | {mfu} | {r.get('vs_plain_eager', float('nan')):.2f}x | {mem} |")
-        lines.append("")
+        lines += _table("TVTSv2-B/16 video encoder, 12x224^2, tube mask 0.5, bf16, forward + backward",
+                        ["variant", "batch", "clips/s", "ms/step", "TFLOP/s", "MFU", "vs plain eager", "peak GiB"], enc,
+                        "clips_per_s", lambda r: [r["batch"], f"{r['clips_per_s']:.1f}", f"{r['ms_per_step']:.1f}",
+                                                  f"{r['tflops']:.1f}", f"{100 * r['mfu']:.1f} %" if r.get("mfu") else "-",
+                                                  f"{r.get('vs_plain_eager', float('nan')):.2f}x", _gib(r)])
     pre = res.get("pretrain")
     if isinstance(pre, list):
-        lines += ["## 50-step pretraining through the trainer (random init, generated 224^2 clips, bf16)", "",
-                  "| recipe | batch | steps | loss first 1/5 -> last 1/5 | finite, falling | clips/s | peak GiB | workers | wall s |",
-                  "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
-        for r in pre:
-            if "loss_first" not in r:
-                lines.append(f"| {r['recipe']} | {r.get('skipped') or r.get('error')} | | | | | | | |")
-                continue
-            mem = f"{r['peak_mem_gib']:.1f}" if r.get("peak_mem_gib") is not None else "-"
-            lines.append(f"| {r['recipe']} | {r['batch']} | {r['steps']} | {r['loss_first']:.3f} -> {r['loss_last']:.3f} | "
-                         f"{r['finite']}, {r['falling']} | {r['clips_per_s']:.1f} | {mem} | {r['workers']} | {r['wall_s']:.0f} |")
-        lines.append("")
+        lines += _table("50-step pretraining through the trainer (random init, generated 224^2 clips, bf16)",
+                        ["recipe", "batch", "steps", "loss first 1/5 -> last 1/5", "finite, falling", "clips/s",
+                         "peak GiB", "workers", "wall s"], pre,
+                        "loss_first", lambda r: [r["batch"], r["steps"], f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}",
+                                                 f"{r['finite']}, {r['falling']}", f"{r['clips_per_s']:.1f}", _gib(r),
+                                                 r["workers"], f"{r['wall_s']:.0f}"])
     wk = res.get("workers")
     if isinstance(wk, dict) and "one_worker_clips_per_s" in wk:
         lines += [f"Data workers: one worker gives {wk['one_worker_clips_per_s']:.1f} clips/s; the TVTSv2-B/16 step fed from "
