@@ -333,7 +333,6 @@ class ManifestDataset(TranscriptVideoDataset):
             raise ConfigError(f"kind must be one of {', '.join(RECORD_KINDS)}, not {kind!r}")
         self.manifest_path = None if isinstance(manifest, ManifestRecords) else os.fspath(manifest)
         self.records = manifest if isinstance(manifest, ManifestRecords) else load_manifest(manifest)
-        self.timeout = float(timeout)
         self.kind = resolve_kind(self.records, kind)
         super().__init__(self.records.base, list(self.records.ids), *args, timeout=timeout, **kwargs)
 
