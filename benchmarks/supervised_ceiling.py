@@ -76,11 +76,11 @@ def encode_heldout(model, cfg, heldout: Path) -> dict:
     from tvts.eval.main_job import heldout_protocols
     from tvts.eval.protocols import Encoder
 
-    v = cfg.model.video
+    from tvts.data.build import processor
+
     tmp = Path(cfg.train.out_dir)
     shutil.rmtree(tmp / "eval_features", ignore_errors=True)
-    enc = Encoder(model, str(tmp / "model"), v.num_frames, VideoTransform(v.img_size, cfg.data.resize_ratio, train=False),
-                  batch_size=cfg.eval.batch_size, workers=cfg.data.workers, device=torch.device("cpu"),
+    enc = Encoder(model, str(tmp / "model"), processor(cfg), batch_size=cfg.eval.batch_size, workers=cfg.data.workers, device=torch.device("cpu"),
                   cache_dir=tmp / "eval_features", progress=False)
     return heldout_protocols(enc, heldout), enc
 

@@ -19,6 +19,7 @@ import pytest
 from tvts.data.decode import decode_all, decode_frames
 from tvts.data.manifest import ManifestDataset, check_manifest
 from tvts.data.transforms import VideoTransform
+from tvts.data.processor import VideoProcessor
 from tvts.eval.extract import ViewsDataset
 from tvts.testing import make_tiny_bert, tiny_recipe
 
@@ -171,7 +172,7 @@ def test_a_short_pretraining_on_it_finishes_and_reports_the_bad_records(corpus, 
 def test_extract_lists_the_videos_it_cannot_decode(corpus):
     _, _, d, rotated = corpus
     names = ["good0.mp4", "stalled.mp4", "cut.mkv", "text.mp4", "audio.mp4"] + ([rotated] if rotated else [])
-    ds = ViewsDataset([str(d / n) for n in names], names, 4, VideoTransform(16, train=False), timeout=TIMEOUT)
+    ds = ViewsDataset([str(d / n) for n in names], names, VideoProcessor(num_frames=4, size=16), timeout=TIMEOUT)
     got = {n: (ds[i]["error"]["reason"] if ds[i]["frames"] is None else "ok") for i, n in enumerate(names)}
     assert got == {"good0.mp4": "ok", "stalled.mp4": "timeout", "cut.mkv": "truncated", "text.mp4": "unreadable",
                    "audio.mp4": "no_video_stream", **({rotated: "ok"} if rotated else {})}

@@ -124,6 +124,10 @@ class SortHeadConfig:
     mlp_ratio: float = 4.0
 
 
+# the files of a model folder that describe it (the weights, model.safetensors, are the models' business)
+CONFIG_NAME = "config.json"  # the ModelConfig
+PREPROCESSOR_NAME = "preprocessor.json"  # the video processor (tvts.data.processor)
+
 CONFIG_VERSION = 1  # bump when a field changes meaning; files state the version they were written for
 
 
@@ -274,6 +278,7 @@ class TrainConfig:
     init_mae: str = ""  # an ImageMAE ViT checkpoint (.pth) to initialise the video encoder (TVTS paper)
     progress: bool = True  # a progress bar on a terminal; one plain line per log row otherwise
     tensorboard: bool = True  # also log to <out_dir>/tensorboard when the tensorboard package is installed
+    wandb_project: str = ""  # also log to this Weights & Biases project (pip install 'tvts[wandb]'); empty: off
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
 
@@ -560,7 +565,7 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(d.caption_ratio == 0 or bool(d.caption_manifest), "caption_ratio > 0 needs data.caption_manifest",
              "data.caption_manifest", source)
     _require_choice(d.decode_backend, "decode_backend", "decode_backend", "data.decode_backend", source)
-    from tvts.data.transforms import TIME_ORDERS
+    from tvts.data.choices import TIME_ORDERS
 
     _require(d.time_order in TIME_ORDERS, f"unknown time_order '{d.time_order}' (known: {', '.join(TIME_ORDERS)})",
              "data.time_order", source)

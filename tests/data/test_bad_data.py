@@ -197,6 +197,7 @@ def stalled_video(tmp_path, make_video):
 def test_a_stalled_read_is_stopped_in_training_check_and_extract(tmp_path, make_video, stalled_video):
     """The time limit stops a decode blocked inside FFmpeg (the call runs in a helper process that is
     killed): the record is a timeout in the dataset, in `data check` and in `extract`, and nothing hangs."""
+    from tvts.data.processor import VideoProcessor
     from tvts.eval.extract import ViewsDataset
 
     make_video(tmp_path / "good.mp4", np.zeros((48, 16, 16, 3), np.uint8), FPS)
@@ -210,8 +211,8 @@ def test_a_stalled_read_is_stopped_in_training_check_and_extract(tmp_path, make_
     assert ds[1]["skipped"] == {}  # the next call starts a fresh helper and works
     report = check_manifest(path, num_segments=K, segment_seconds=L, gap=GAP, timeout=1.0, progress=False)
     assert report["bad"] == {"timeout": 1} and report["examples"]["timeout"][0]["line"] == 1
-    views = ViewsDataset([str(stalled_video), str(tmp_path / "good.mp4")], ["stalled", "good"], 2,
-                         VideoTransform(16), timeout=1.0)
+    views = ViewsDataset([str(stalled_video), str(tmp_path / "good.mp4")], ["stalled", "good"],
+                         VideoProcessor(num_frames=2, size=16), timeout=1.0)
     assert views[0]["frames"] is None and views[0]["error"]["reason"] == "timeout"
     assert views[1]["frames"].shape == (1, 2, 3, 16, 16)
     assert time.perf_counter() - t0 < 30

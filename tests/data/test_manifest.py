@@ -169,3 +169,19 @@ def test_records_use_a_fixed_number_of_arrays():
     assert recs.videos[i] == dicts[i]["video"] and recs.ids[i] == dicts[i]["id"]
     t = recs.transcript(i, 30.0)
     assert t.words == dicts[i]["words"] and np.allclose(t.times, dicts[i]["times"])
+
+
+def test_an_interrupted_manifest_write_leaves_the_old_file(tmp_path):
+    from tvts.data.manifest import write_manifest
+
+    out = tmp_path / "m.jsonl"
+    assert write_manifest([{"id": "a", "video": "a.mp4", "caption": "x"}], out) == 1
+    before = out.read_text()
+
+    def records():
+        yield {"id": "b", "video": "b.mp4", "caption": "y"}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_manifest(records(), out, progress=True, total=2)
+    assert out.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl"]

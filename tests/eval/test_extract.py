@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tvts.data.transforms import VideoTransform
 from tvts.errors import ConfigError
-from tvts.eval.extract import clip_timestamps, crop_windows, extract_features, load_features, side_paths
+from tvts.data.processor import VideoProcessor
+from tvts.eval.extract import crop_windows, extract_features, load_features, side_paths
 from tvts.models import load_model
 
 
@@ -28,13 +28,13 @@ def model(tiny_model_dir):
 
 
 def _extract(model, tiny_model_dir, paths, ids, out, **kw):
-    kw = {"num_frames": 4, "batch_size": 3, "workers": 0, "progress": False, **kw}
+    kw = {"batch_size": 3, "workers": 0, "progress": False, **kw}
     return extract_features(model, paths, ids, out, model_dir=str(tiny_model_dir),
-                            transform=VideoTransform(16, 1.2, train=False), **kw)
+                            processor=VideoProcessor(num_frames=kw.pop("num_frames", 4), size=16), **kw)
 
 
 def test_clip_timestamps_and_crop_windows():
-    t = clip_timestamps(8.0, 2, 2)
+    t = VideoProcessor(num_frames=2, size=16).frame_times(8.0, 25.0, 200, clips=2)
     assert t.tolist() == [[1.0, 3.0], [5.0, 7.0]]
     frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
     wins = crop_windows(frames, 3)
@@ -57,7 +57,7 @@ def test_extract_writes_features_index_preprocessing_and_resumes(eval_data, mode
     assert [x["video_id"] for x in f.failed] == ["broken"] and f.failed[0]["reason"] == "unreadable"
     assert json.loads(files["failed"].read_text())[0]["path"] == str(broken)
     prep = json.loads(files["preprocessing"].read_text())
-    assert prep["num_frames"] == 4 and prep["transform"]["crop"]["size"] == 16 and prep["clips"] == 1
+    assert prep["processor"]["num_frames"] == 4 and prep["processor"]["transform"]["crop"]["size"] == 16 and prep["clips"] == 1
     assert not files["parts"].exists()
     loaded = load_features(out)
     assert torch.equal(loaded.features, f.features) and loaded.ids == f.ids

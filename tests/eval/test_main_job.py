@@ -1,6 +1,6 @@
 """The main job's held-out protocols: one encoding of the clips, every protocol, the table and the figure."""
 
-from tvts.data.transforms import VideoTransform
+from tvts.data.processor import VideoProcessor
 from tvts.eval.main_job import heldout_protocols
 from tvts.eval.protocols import Encoder
 from tvts.eval.report import results_table
@@ -11,7 +11,7 @@ def test_heldout_protocols_share_one_encoding(eval_data, tiny_model_dir, tmp_pat
     model = load_model(tiny_model_dir).eval()
     encode, seen = model.encode_video, []
     model.encode_video = lambda frames: seen.append(len(frames)) or encode(frames)
-    enc = Encoder(model, str(tiny_model_dir), 4, VideoTransform(16, 1.2), batch_size=8, cache_dir=tmp_path / "cache",
+    enc = Encoder(model, str(tiny_model_dir), VideoProcessor(num_frames=4, size=16), batch_size=8, cache_dir=tmp_path / "cache",
                   progress=False)
     res = heldout_protocols(enc, eval_data["heldout"], tmp_path)
     assert sum(seen) == 16  # every clip once

@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_the_readme_python_example_runs(tiny_model_dir, eval_data, capsys):
     block = README.read_text().split("Your own video and text")[1].split("```python\n")[1].split("```")[0]
-    assert 'load_model("runs/demo/model")' in block and 'video_clip("data/narrated_shapes/heldout/videos/all/video0.mp4"' in block
+    assert 'load_model_and_processor("runs/demo/model")' in block and 'processor("data/narrated_shapes/heldout/videos/all/video0.mp4"' in block
     clip = eval_data["clips"][0]["path"]
     code = block.replace("runs/demo/model", str(tiny_model_dir)).replace("data/narrated_shapes/heldout/videos/all/video0.mp4", clip)
     scope: dict = {}

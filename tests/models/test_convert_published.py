@@ -217,3 +217,57 @@ def test_a_released_checkpoint_is_evaluated_from_the_command_line_alone(tiny_v2,
                  "--out", str(tmp_path / "report.json"), "--workers", "0", "--no-progress"]) == 0
     r = json.loads((tmp_path / "report.json").read_text())["results"]["msrvtt-1ka/zs-retrieval"]
     assert r["num_videos"] == 8 and r["num_failed"] == 0 and 1 <= r["t2v_MedR"] <= 8
+
+
+def _released_extraction_script(model, path: str, num_frames: int, size: int) -> torch.Tensor:
+    """What the released feature_extraction_TVTSv2_*.py computes, written out here with the libraries it uses:
+    decord reads frames int(linspace(0, n - 1, T)), each becomes a PIL image, torchvision's Resize((S, S))
+    squashes it bilinearly, ToTensor + ImageNet Normalize, then one [1, T, 3, S, S] forward."""
+    decord = pytest.importorskip("decord")
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms
+
+    vr = decord.VideoReader(path)
+    frames = vr.get_batch(np.linspace(0, len(vr) - 1, num_frames).astype(int)).asnumpy()
+    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
+                             transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    with torch.no_grad():
+        return model.encode_video(torch.stack([tf(Image.fromarray(f)) for f in frames])[None])[0]
+
+
+def test_extract_with_the_release_preset_gives_the_released_scripts_features(tiny_v2, published, tmp_path, make_video):
+    """convert (saves the release's evaluation preprocessing) → extract --preset tvtsv2-extract on clips of
+    another aspect ratio and frame count: the features of the released extraction script's own pipeline."""
+    import json
+
+    import numpy as np
+    from safetensors import safe_open
+
+    from tvts.cli import main
+
+    source = _source_v2(tiny_v2)
+    _released(tmp_path / "TVTSv2.pth", published.to_tvtsv2(source.state_dict(), with_head=False))
+    (tmp_path / "tiny_v2.yaml").write_text(yaml.safe_dump(to_dict(tiny_v2())))
+    assert main(["convert", "--from", "tvtsv2", "--config", str(tmp_path / "tiny_v2.yaml"), str(tmp_path / "TVTSv2.pth"),
+                 str(tmp_path / "model")]) == 0
+    saved = json.loads((tmp_path / "model" / "preprocessor.json").read_text())
+    assert saved["interpolation"] == "pil-nearest" and saved["frame_sampling"] == "segments" and saved["num_frames"] == 4
+    rng = np.random.default_rng(0)
+    for name, (n, h, w) in {"wide": (23, 24, 40), "tall": (37, 48, 26)}.items():
+        blocks = rng.integers(0, 256, (n, h // 4 + 1, w // 4 + 1, 3), dtype=np.uint8)  # smooth enough for H.264
+        make_video(tmp_path / "videos" / f"{name}.mp4", np.repeat(np.repeat(blocks, 4, 1), 4, 2)[:, :h, :w], 10, crf=10)
+    out = tmp_path / "feats.safetensors"
+    assert main(["extract", "--model", str(tmp_path / "model"), "--videos", str(tmp_path / "videos"), "--out", str(out),
+                 "--preset", "tvtsv2-extract", "--workers", "0", "--no-progress"]) == 0
+    with safe_open(str(out), "pt") as f:
+        ids, feats = json.loads(f.metadata()["ids"]), f.get_tensor("features")
+    assert ids == ["tall", "wide"]
+    for i, name in enumerate(ids):
+        expected = _released_extraction_script(source, str(tmp_path / "videos" / f"{name}.mp4"), 4, 16)
+        torch.testing.assert_close(feats[i], expected, rtol=0, atol=1e-5 * expected.abs().max().item())
+    # the saved (evaluation) pipeline is another computation: the check above can tell them apart
+    assert main(["extract", "--model", str(tmp_path / "model"), "--videos", str(tmp_path / "videos"),
+                 "--out", str(tmp_path / "eval.safetensors"), "--workers", "0", "--no-progress"]) == 0
+    with safe_open(str(tmp_path / "eval.safetensors"), "pt") as f:
+        assert not torch.allclose(f.get_tensor("features"), feats, atol=1e-3)

@@ -32,7 +32,14 @@ def _weights(run):
 
 
 def test_pretraining_writes_a_run_and_changes_the_weights(assets, tmp_path):
-    run = pretrain(_recipe(assets, tmp_path / "run", steps=3))
+    from tvts.data.processor import VideoProcessor
+
+    cfg = _recipe(assets, tmp_path / "run", steps=3)
+    cfg.data.resize_ratio = 1.25
+    run = pretrain(cfg)
+    # the model folder and its checkpoints carry the preprocessing it was trained with
+    for folder in (run / "model", latest_checkpoint(run)):
+        assert VideoProcessor.from_pretrained(folder) == VideoProcessor(num_frames=4, size=16, resize_ratio=1.25)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(r["loss"] > 0 and "loss_sort" in r and "loss_contrastive" in r for r in rows)
@@ -83,11 +90,11 @@ def test_checkpoints_are_complete_or_absent(assets, tmp_path, monkeypatch):
     real_save = ckpt_mod.save_checkpoint
     calls = []
 
-    def crash_in_second_save(out_dir, step, model, state, keep=2):
+    def crash_in_second_save(out_dir, step, *args, **kw):
         calls.append(step)
         if len(calls) == 2:
             monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
-        return real_save(out_dir, step, model, state, keep)
+        return real_save(out_dir, step, *args, **kw)
 
     monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_in_second_save)
     with pytest.raises(DataError, match=r"cannot write the step-4 checkpoint .*: disk full; the previous checkpoint .*step_00000002 is intact"):
@@ -319,3 +326,54 @@ def test_a_run_writes_curves_tensorboard_scalars_and_plain_lines_off_a_terminal(
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
     assert [e.value for e in events.Scalars("loss")] == pytest.approx([r["loss"] for r in rows])
+
+
+class _FakeWandb:
+    """Records what tvts asks of the wandb package (its public calls: init, Run.log, Run.finish)."""
+
+    def __init__(self):
+        self.inits, self.logged, self.finished = [], [], 0
+
+    def init(self, **kw):
+        self.inits.append(kw)
+        fake = self
+
+        class Run:
+            def log(self, data, step):
+                fake.logged.append((kw["id"], step, dict(data)))
+
+            def finish(self):
+                fake.finished += 1
+
+        return Run()
+
+
+def test_weights_and_biases_gets_the_logged_rows_and_a_resumed_run_continues_it(assets, tmp_path, monkeypatch):
+    import sys
+
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = _recipe(assets, tmp_path / "r", steps=4, ckpt_every=2)
+    cfg.train.wandb_project = "shapes"
+    state, run = kill_and_resume(lambda out: cfg, tmp_path / "r", 2)
+    assert [i["project"] for i in fake.inits] == ["shapes", "shapes"] and fake.finished >= 1
+    assert fake.inits[0]["id"] == fake.inits[1]["id"] == (run / "wandb_run_id").read_text()  # one W&B run
+    assert fake.inits[0]["config"]["train"]["steps"] == 4
+    rows = {json.loads(x)["step"]: json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()}
+    last = {step: data for _, step, data in fake.logged}  # what W&B shows per step (the resumed run's rows)
+    assert sorted(last) == sorted(rows) == [1, 2, 3, 4]
+    assert all(last[s]["loss"] == pytest.approx(rows[s]["loss"]) and "lr" in last[s] for s in rows)
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed: one line naming the extra, before any work
+    with pytest.raises(ConfigError, match=r"train.wandb_project needs wandb: pip install 'tvts\[wandb\]'"):
+        pretrain(cfg, overwrite=True)
+
+
+def test_a_real_offline_weights_and_biases_run(assets, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = _recipe(assets, tmp_path / "r", steps=2)
+    cfg.train.wandb_project = "shapes"
+    run = pretrain(cfg)
+    run_id = (run / "wandb_run_id").read_text()
+    assert [p.name for p in (run / "wandb").glob(f"offline-run-*-{run_id}")]  # the run W&B will sync

@@ -8,7 +8,7 @@ from pathlib import Path
 from tvts.config import RecipeConfig
 from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
 from tvts.data.manifest import ManifestDataset
-from tvts.data.transforms import VideoTransform
+from tvts.data.processor import VideoProcessor
 
 
 def mask_spec(cfg: RecipeConfig) -> MaskSpec:
@@ -38,12 +38,20 @@ def data_paths(cfg: RecipeConfig) -> tuple[Path, Path, Path]:
     return root, train_list, val_list
 
 
+def processor(cfg: RecipeConfig) -> VideoProcessor:
+    """The recipe's video preprocessing (saved with the model it trains, so evaluation and extraction see
+    clips as training did): the model's frames and size, ``data.resize_ratio``, ``data.time_order``."""
+    v = cfg.model.video
+    return VideoProcessor(num_frames=v.num_frames, size=v.img_size, resize_ratio=cfg.data.resize_ratio,
+                          time_order=cfg.data.time_order)
+
+
 def dataset_args(cfg: RecipeConfig, train: bool) -> dict:
     """The dataset options of ``cfg`` (segments, frames, transform, mask, sampling, decoding), for training
     (random crops and masks) or evaluation."""
     v, d = cfg.model.video, cfg.data
     return dict(num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
-                num_frames=v.num_frames, transform=VideoTransform(v.img_size, d.resize_ratio, train=train, time_order=d.time_order),
+                num_frames=v.num_frames, transform=processor(cfg).transform(train),
                 mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
                 max_retries=d.max_retries, min_words=d.min_words, decode_backend=d.decode_backend)
 

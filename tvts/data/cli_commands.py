@@ -18,9 +18,9 @@ def cmd_manifest(args) -> int:
     from tvts.data.manifest import manifest_from_webvid, manifest_from_yt
 
     if args.source == "yt":
-        report = manifest_from_yt(args.root, args.split_list, args.out)
+        report = manifest_from_yt(args.root, args.split_list, args.out, progress=args.progress)
     else:
-        report = manifest_from_webvid(args.csv, args.video_root, args.out)
+        report = manifest_from_webvid(args.csv, args.video_root, args.out, progress=args.progress)
     print(f"wrote {report['written']} records to {args.out}")
     for reason, n in sorted(report.get("skipped", {}).items()):
         print(f"  skipped {n} ({reason})")
@@ -102,11 +102,13 @@ def add_data_parsers(subparsers) -> None:
     sp.add_argument("root", help="folder holding videos/ (and meta_data/)")
     sp.add_argument("split_list", help="tab-separated split list with a Name column")
     sp.add_argument("out", help="output .jsonl")
+    sp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     sp.set_defaults(func=cmd_manifest)
     sp = msub.add_parser("webvid", help="a WebVid CSV (videoid,contentUrl,duration,page_dir,name) -> caption manifest")
     sp.add_argument("csv", help="the WebVid CSV")
     sp.add_argument("video_root", help="folder holding <page_dir>/<videoid>.mp4")
     sp.add_argument("out", help="output .jsonl")
+    sp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     sp.set_defaults(func=cmd_manifest)
 
     sp = dsub.add_parser("check", help="validate every record of a manifest; exit 1 if any is bad")

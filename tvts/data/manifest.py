@@ -235,15 +235,25 @@ def load_manifest(path: str | os.PathLike, **limits) -> ManifestRecords:
     return out
 
 
-def write_manifest(records, out: str | os.PathLike) -> int:
-    """Write an iterable of record dicts (the format above) as JSONL; returns the number written."""
+def write_manifest(records, out: str | os.PathLike, progress: bool = False, total: int | None = None) -> int:
+    """Write an iterable of record dicts (the format above) as JSONL, atomically (beside ``out``, then
+    renamed: an interrupted run leaves no half manifest); returns the number written. ``progress``: a
+    progress bar (over ``total`` records when known)."""
+    from tqdm.auto import tqdm
+
     out = os.fspath(out)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(out)}.tmp")
     n = 0
-    with open(out, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            n += 1
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in tqdm(records, desc="manifest", unit="record", total=total, disable=not progress):
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return n
 
 
@@ -251,7 +261,8 @@ def _relative(video: str, out: str) -> str:
     return os.path.relpath(os.path.abspath(video), os.path.dirname(os.path.abspath(out)))
 
 
-def manifest_from_yt(root: str | os.PathLike, split_list: str | os.PathLike, out: str | os.PathLike) -> dict:
+def manifest_from_yt(root: str | os.PathLike, split_list: str | os.PathLike, out: str | os.PathLike,
+                     progress: bool = False) -> dict:
     """Convert a YT-Temporal-layout split (:func:`~tvts.data.datasets.read_split_list`,
     :func:`~tvts.data.datasets.yt_paths`) into a transcript manifest at ``out``. An annotation that cannot be
     read is left out and counted. Returns ``{"written": n, "skipped": {reason: count}, "skipped_files": [...]}``."""
@@ -259,8 +270,10 @@ def manifest_from_yt(root: str | os.PathLike, split_list: str | os.PathLike, out
     skipped: dict[str, int] = {}
     skipped_files: list[str] = []
 
+    names = read_split_list(split_list)
+
     def records():
-        for name in read_split_list(split_list):
+        for name in names:
             video, annotation = yt_paths(root, name)
             try:
                 t = load_yt_annotation(annotation)
@@ -271,7 +284,8 @@ def manifest_from_yt(root: str | os.PathLike, split_list: str | os.PathLike, out
             words = [[w, float(s)] for w, s in zip(t.words, t.times.tolist())]
             yield {"id": name, "video": _relative(video, out), "duration": t.duration, "words": words}
 
-    return {"written": write_manifest(records(), out), "skipped": skipped, "skipped_files": skipped_files}
+    return {"written": write_manifest(records(), out, progress, len(names)), "skipped": skipped,
+            "skipped_files": skipped_files}
 
 
 _ISO_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
@@ -287,7 +301,8 @@ def _webvid_duration(text: str) -> float | None:
     return seconds if seconds > 0 else None
 
 
-def manifest_from_webvid(csv_path: str | os.PathLike, video_root: str | os.PathLike, out: str | os.PathLike) -> dict:
+def manifest_from_webvid(csv_path: str | os.PathLike, video_root: str | os.PathLike, out: str | os.PathLike,
+                         progress: bool = False) -> dict:
     """Convert a WebVid CSV (header ``videoid,contentUrl,duration,page_dir,name``, as WebVid-2M/10M publish
     it) into a caption manifest: video ``<video_root>/<page_dir>/<videoid>.mp4``, caption ``name``,
     ``duration`` from the ISO 8601 column. Files are not opened (``tvts data check`` does that). Returns
@@ -308,7 +323,7 @@ def manifest_from_webvid(csv_path: str | os.PathLike, video_root: str | os.PathL
                     r["duration"] = d
                 yield r
 
-        return {"written": write_manifest(records(), out)}
+        return {"written": write_manifest(records(), out, progress)}
 
 
 class ManifestDataset(TranscriptVideoDataset):

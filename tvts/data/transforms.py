@@ -3,7 +3,10 @@
 Mirrors the published pipeline (``video_transforms``): Resize short side to int(224 * 1.2) = 268,
 RandomCrop / CenterCrop 224, ImageNet mean/std (both TVTS and TVTSv2 use ImageNet statistics). The published
 v2 code resizes with PIL NEAREST and v1 bilinearly; here the interpolation is a parameter (default bilinear
-with antialiasing) and :meth:`VideoTransform.describe` records exactly what was done.
+with antialiasing on tensors; ``pil-*`` resizes each frame with Pillow, as the released code does, for exact
+reproduction) and :meth:`VideoTransform.describe` records exactly what was done. ``resize_mode="squash"``
+resizes every frame to ``size x size`` without keeping the aspect ratio and without a crop (what the released
+TVTSv2 feature-extraction script does).
 """
 
 from __future__ import annotations
@@ -12,27 +15,27 @@ import math
 
 import numpy as np
 import torch
+import PIL
 import torchvision
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from tvts.data.choices import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, RESIZE_MODES,
+                               TIME_ORDERS)
 from tvts.errors import ConfigError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD", "VideoTransform"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-TIME_ORDERS = ("keep", "shuffle")
-"""``keep``: frames in time order; ``shuffle``: a control that removes the order (see ``VideoTransform``)."""
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD", "INTERPOLATIONS", "RESIZE_MODES", "VideoTransform"]
 
 _INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST,
     "bilinear": InterpolationMode.BILINEAR,
     "bicubic": InterpolationMode.BICUBIC,
+    # Pillow's own resampling, frame by frame (slower): what the released code's PIL transforms compute
+    "pil-nearest": InterpolationMode.NEAREST,
+    "pil-bilinear": InterpolationMode.BILINEAR,
+    "pil-bicubic": InterpolationMode.BICUBIC,
 }
+assert tuple(_INTERPOLATIONS) == INTERPOLATIONS
 
 
 class VideoTransform:
@@ -54,6 +57,7 @@ class VideoTransform:
         std=IMAGENET_STD,
         interpolation: str = "bilinear",
         time_order: str = "keep",
+        resize_mode: str = "short_side",
     ):
         if not isinstance(size, (int, np.integer)) or size < 1:
             raise ConfigError(f"size must be an int >= 1, got {size!r}", field="size")
@@ -61,6 +65,8 @@ class VideoTransform:
             raise ConfigError(f"resize_ratio must be >= 1, got {resize_ratio!r}", field="resize_ratio")
         if time_order not in TIME_ORDERS:
             raise ConfigError(f"time_order must be one of {TIME_ORDERS}, got {time_order!r}", field="data.time_order")
+        if resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}", field="resize_mode")
         if interpolation not in _INTERPOLATIONS:
             raise ConfigError(
                 f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}", field="interpolation"
@@ -76,8 +82,20 @@ class VideoTransform:
         self.mean, self.std = mean, std
         self.interpolation = interpolation
         self.time_order = time_order
+        self.resize_mode = resize_mode
         self._mode = _INTERPOLATIONS[interpolation]
-        self._antialias = interpolation != "nearest"
+        self._pil = interpolation.startswith("pil-")
+        self._antialias = not interpolation.endswith("nearest")
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[T, 3, H, W]`` -> uint8 ``[T, 3, h, w]``: short side to ``short_side`` (aspect kept) or, when
+        squashing, ``size x size``."""
+        target = [self.size, self.size] if self.resize_mode == "squash" else [self.short_side]
+        if not self._pil:
+            return TF.resize(x, target, interpolation=self._mode, antialias=self._antialias)
+        # torchvision resizes a PIL image with Pillow's own filter: the released code's exact numbers
+        return torch.stack([TF.pil_to_tensor(TF.resize(TF.to_pil_image(f), target, interpolation=self._mode))
+                            for f in x])
 
     @staticmethod
     def _as_tensor(frames) -> torch.Tensor:
@@ -90,8 +108,7 @@ class VideoTransform:
     def resize(self, frames) -> np.ndarray:
         """The resize step alone: uint8 ``[T, H, W, 3]`` -> uint8 ``[T, h, w, 3]`` with short side
         ``short_side`` (what a frame store keeps; ``__call__(..., resized=True)`` does the rest)."""
-        x = self._as_tensor(frames).permute(0, 3, 1, 2)
-        x = TF.resize(x, [self.short_side], interpolation=self._mode, antialias=self._antialias)
+        x = self._resize(self._as_tensor(frames).permute(0, 3, 1, 2))
         return x.permute(0, 2, 3, 1).contiguous().numpy()
 
     def __call__(self, frames, rng: np.random.Generator | None = None, resized: bool = False) -> torch.Tensor:
@@ -107,41 +124,46 @@ class VideoTransform:
             order = (rng if self.train else np.random.default_rng(0)).permutation(len(x))
             x = x[torch.from_numpy(order)]
         if not resized:
-            x = TF.resize(x, [self.short_side], interpolation=self._mode, antialias=self._antialias)
-        h, w = x.shape[-2:]
-        if self.train:
-            if rng is None:
-                raise ConfigError("a train VideoTransform needs an rng for the crop position")
-            top = int(rng.integers(0, h - self.size + 1))
-            left = int(rng.integers(0, w - self.size + 1))
-            x = TF.crop(x, top, left, self.size, self.size)
-        else:
-            x = TF.center_crop(x, [self.size, self.size])
+            x = self._resize(x)
+        if self.resize_mode == "short_side":  # a squashed frame is size x size already
+            x = self._crop(x, rng)
         x = x.to(torch.float32).div_(255.0)
         return TF.normalize(x, list(self.mean), list(self.std))
+
+    def _crop(self, x: torch.Tensor, rng: np.random.Generator | None) -> torch.Tensor:
+        if not self.train:
+            return TF.center_crop(x, [self.size, self.size])
+        if rng is None:
+            raise ConfigError("a train VideoTransform needs an rng for the crop position")
+        h, w = x.shape[-2:]
+        top, left = int(rng.integers(0, h - self.size + 1)), int(rng.integers(0, w - self.size + 1))
+        return TF.crop(x, top, left, self.size, self.size)
 
     def describe(self) -> dict:
         """The exact preprocessing, to store beside extracted features."""
         return {
             "input": "uint8 RGB [T, H, W, 3]",
             "resize": {
-                "short_side": self.short_side,
-                "resize_ratio": self.resize_ratio,
+                "mode": self.resize_mode,
+                "short_side": self.short_side if self.resize_mode == "short_side" else None,
+                "resize_ratio": self.resize_ratio if self.resize_mode == "short_side" else None,
                 "interpolation": self.interpolation,
                 "antialias": self._antialias,
-                "keep_aspect_ratio": True,
+                "keep_aspect_ratio": self.resize_mode == "short_side",
             },
-            "crop": {"size": self.size, "mode": "random" if self.train else "center"},
+            "crop": {"size": self.size, "mode": "none" if self.resize_mode == "squash" else ("random" if self.train else "center")},
             "time_order": self.time_order,
             "scale": "1/255",
             "mean": list(self.mean),
             "std": list(self.std),
             "output": f"float32 [T, 3, {self.size}, {self.size}]",
-            "library": f"torchvision {torchvision.__version__} transforms.v2.functional",
+            "library": (f"Pillow {PIL.__version__} via torchvision {torchvision.__version__}" if self._pil
+                        else f"torchvision {torchvision.__version__} transforms.v2.functional"),
         }
 
     def __repr__(self) -> str:
         return (
             f"VideoTransform(size={self.size}, resize_ratio={self.resize_ratio}, train={self.train}, "
-            f"interpolation={self.interpolation!r}, mean={self.mean}, std={self.std}, time_order={self.time_order!r})"
+            f"interpolation={self.interpolation!r}, mean={self.mean}, std={self.std}, time_order={self.time_order!r}, "
+            f"resize_mode={self.resize_mode!r})"
         )

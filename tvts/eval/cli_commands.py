@@ -11,12 +11,13 @@ import argparse
 import time
 from pathlib import Path
 
+from tvts.data.choices import INTERPOLATIONS, PRESETS
 from tvts.data.segments import GAP, SEGMENT_SECONDS
 from tvts.data.watchdog import DECODE_TIMEOUT
 
 COMMON_DEFAULTS = {
     "videos": None, "out": "eval/report.json", "cache": None, "clips": 1, "crops": 1, "batch_size": 16,
-    "workers": 2, "device": "auto", "num_frames": 0, "resize_ratio": 1.2, "interpolation": "bilinear",
+    "workers": 2, "device": "auto", "preset": None, "num_frames": 0, "resize_ratio": None, "interpolation": None,
     "progress": True, "figures": True,
 }
 PROTOCOL_DEFAULTS = {
@@ -40,25 +41,33 @@ PROTOCOL_HELP = {
     "sort": "transcript sort accuracy (TVTS appendix) on a YT-Temporal-layout list",
     "finetune": "fine-tune the video encoder + a linear head (AdamW), test with clips x crops views",
 }
-ENCODER_OPTIONS = ("model", "clips", "crops", "batch_size", "workers", "device", "num_frames", "resize_ratio",
+ENCODER_OPTIONS = ("model", "clips", "crops", "batch_size", "workers", "device", "preset", "num_frames", "resize_ratio",
                    "interpolation", "cache", "progress")
 NUM_EXAMPLES = 4
 
 
 # ---------------------------------------------------------------------------------------- encoder
 def _encoder(opts: dict):
-    from tvts.data.transforms import VideoTransform
     from tvts.eval.protocols import Encoder
     from tvts.models import load_model
     from tvts.device import pick_device
 
     device = pick_device(opts["device"])
     model = load_model(opts["model"]).to(device).eval()
-    v = model.config.video
     cache = Path(opts["cache"]) if opts["cache"] else Path(opts["out"]).parent / "features"
-    return Encoder(model, str(opts["model"]), opts["num_frames"] or v.num_frames,
-                   VideoTransform(v.img_size, opts["resize_ratio"], train=False, interpolation=opts["interpolation"]),
-                   opts["clips"], opts["crops"], opts["batch_size"], opts["workers"], device, cache, opts["progress"])
+    return Encoder(model, str(opts["model"]), video_processor(opts), opts["clips"], opts["crops"], opts["batch_size"],
+                   opts["workers"], device, cache, opts["progress"])
+
+
+def video_processor(opts: dict):
+    """The model folder's video processor (``preprocessor.json``), or ``preset`` at the model's frames and size,
+    with the options that are set (``num_frames`` > 0, ``resize_ratio``, ``interpolation``) changed."""
+    from tvts.data.processor import VideoProcessor
+
+    saved = VideoProcessor.from_pretrained(opts["model"])
+    base = VideoProcessor.from_preset(opts["preset"], saved.num_frames, saved.size) if opts["preset"] else saved
+    return base.replace(num_frames=opts["num_frames"] or None, resize_ratio=opts["resize_ratio"],
+                        interpolation=opts["interpolation"])
 
 
 def _templates(opts: dict) -> tuple[str, ...]:
@@ -175,7 +184,7 @@ def _finetune(enc, o, figs):
     name = f"{test.name}/finetune"
     out_dir = Path(o["out"]).parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    res = finetune(copy.deepcopy(enc.model), train, test, num_frames=enc.num_frames, transform=enc.transform,
+    res = finetune(copy.deepcopy(enc.model), train, test, processor=enc.processor,
                    epochs=o["epochs"], lr=o["lr"], weight_decay=o["weight_decay"], batch_size=enc.batch_size,
                    clips=o["clips"], crops=o["crops"], workers=enc.workers, device=enc.device, seed=o["seed"],
                    save_to=out_dir / f"{name.replace('/', '_')}.safetensors", progress=enc.progress)
@@ -285,8 +294,8 @@ def cmd_extract(args) -> int:
         base = Path(args.list).parent
         ids = [ln.strip() for ln in Path(args.list).read_text(encoding="utf-8").splitlines() if ln.strip()]
         paths = [str(p if Path(p).is_absolute() else base / p) for p in ids]
-    f = extract_features(enc.model, paths, ids, args.out, model_dir=args.model, transform=enc.transform,
-                         num_frames=enc.num_frames, clips=args.clips, crops=args.crops, reduce=args.reduce,
+    f = extract_features(enc.model, paths, ids, args.out, model_dir=args.model, processor=enc.processor,
+                         clips=args.clips, crops=args.crops, reduce=args.reduce,
                          batch_size=args.batch_size, workers=args.workers, device=enc.device, progress=args.progress,
                          timeout=args.timeout)
     files = side_paths(args.out)
@@ -314,9 +323,13 @@ def _encoding(sp) -> None:
     sp.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
     sp.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding videos")
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    sp.add_argument("--num-frames", type=int, default=0, help="frames per clip (default: the model's)")
-    sp.add_argument("--resize-ratio", type=float, default=1.2, help="short side = img_size x ratio before the centre crop")
-    sp.add_argument("--interpolation", default="bilinear", choices=("bilinear", "bicubic", "nearest"))
+    sp.add_argument("--preset", default=None, choices=tuple(PRESETS),
+                    help="preprocessing preset instead of the model folder's preprocessor.json (tvtsv2-extract: the "
+                         "released TVTSv2 feature-extraction script; tvtsv2-eval / tvts-eval: the released evaluation code)")
+    sp.add_argument("--num-frames", type=int, default=0, help="frames per clip (default: the model folder's)")
+    sp.add_argument("--resize-ratio", type=float, default=None,
+                    help="short side = img_size x ratio before the centre crop (default: the model folder's)")
+    sp.add_argument("--interpolation", default=None, choices=INTERPOLATIONS, help="default: the model folder's")
     sp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 

@@ -7,8 +7,8 @@ Output of :func:`extract_features` for ``out = feats.safetensors``:
   normalised; its metadata ``ids`` (JSON) names the rows, so features and ids are written in one file,
   atomically (written beside, then renamed), and a row count that does not match is an error;
 - ``feats.index.json``: ``{"ids": [...]}``, row ``i`` of ``features`` is video ``ids[i]`` (a copy for readers);
-- ``feats.preprocessing.json``: the model folder and a hash of its weights, frames per clip, views, and the
-  exact frame transform (a rerun resumes only with the same record: new weights in the same folder are refused,
+- ``feats.preprocessing.json``: the model folder and a hash of its weights, the video processor (frames,
+  their sampling, the exact frame transform) and the views (a rerun resumes only with the same record: new weights in the same folder are refused,
   never served from the old features);
 - ``feats.failed.json``: ``[{"video_id", "path", "reason", "detail"}]`` of videos that could not be
   decoded (they have no row: there are no black-frame features);
@@ -31,17 +31,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
+from tvts.data.processor import VideoProcessor
 from tvts.data.watchdog import Watchdog
-from tvts.data.sampling import tsn_timestamps
-from tvts.data.transforms import VideoTransform
 from tvts.errors import ConfigError, SampleError
-
-
-def clip_timestamps(duration: float, num_frames: int, clips: int) -> np.ndarray:
-    """``[clips, num_frames]`` seconds: the video cut into ``clips`` equal windows, TSN midpoints in each
-    (one clip = the evaluation sampling of :class:`~tvts.data.datasets.ClipDataset`)."""
-    w = duration / clips
-    return np.stack([tsn_timestamps(j * w, (j + 1) * w, num_frames, None) for j in range(clips)])
 
 
 def crop_windows(frames: np.ndarray, crops: int) -> list[np.ndarray]:
@@ -57,16 +49,16 @@ def crop_windows(frames: np.ndarray, crops: int) -> list[np.ndarray]:
 
 class ViewsDataset(Dataset):
     """Items: ``frames`` float32 ``[V, T, 3, S, S]`` (V = clips x crops, clip-major), ``video_id``,
-    ``index``; a video that cannot be decoded gives ``frames=None`` and ``error`` (reason, path, detail)."""
+    ``index``; a video that cannot be decoded gives ``frames=None`` and ``error`` (reason, path, detail).
+    Each clip's frames are sampled by ``processor`` in its own of ``clips`` equal windows of the video."""
 
-    def __init__(self, paths: list[str], ids: list[str], num_frames: int, transform: VideoTransform,
-                 clips: int = 1, crops: int = 1, timeout: float = 0.0):
+    def __init__(self, paths: list[str], ids: list[str], processor: VideoProcessor, clips: int = 1, crops: int = 1,
+                 timeout: float = 0.0):
         if crops not in (1, 3) or clips < 1:
             raise ConfigError(f"need clips >= 1 and crops in (1, 3), got {clips}, {crops}", field="views")
-        if transform.train:
-            raise ConfigError("feature extraction needs an eval transform (train=False)", field="transform")
         self.paths, self.ids = list(paths), list(ids)
-        self.num_frames, self.transform, self.clips, self.crops = num_frames, transform, clips, crops
+        self.processor, self.clips, self.crops = processor, clips, crops
+        self.transform = processor.transform(train=False)
         self.watchdog = Watchdog(timeout)  # > 0: a probe or decode that takes longer is stopped ("timeout")
 
     def __len__(self) -> int:
@@ -75,9 +67,10 @@ class ViewsDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         path = self.paths[i]
         try:
-            times = clip_timestamps(self.watchdog.call("probe", path).duration, self.num_frames, self.clips)
+            info = self.watchdog.call("probe", path)
+            times = self.processor.frame_times(info.duration, info.fps, info.num_frames, self.clips)
             frames = self.watchdog.call("decode_frames", path, times.reshape(-1), threads=1)  # [clips * T, H, W, 3]
-            frames = frames.reshape(self.clips, self.num_frames, *frames.shape[1:])
+            frames = frames.reshape(self.clips, self.processor.num_frames, *frames.shape[1:])
             views = [self.transform(w, None) for clip in frames for w in crop_windows(clip, self.crops)]
         except SampleError as e:
             return {"frames": None, "video_id": self.ids[i], "index": i,
@@ -133,12 +126,11 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def preprocessing_record(model_dir: str, num_frames: int, transform: VideoTransform, clips: int, crops: int,
-                         reduce: str, weights: str = "") -> dict:
-    return {"model": str(model_dir), "weights_sha256": weights, "num_frames": num_frames, "frame_sampling": "TSN midpoints in each of `clips` equal windows",
+def preprocessing_record(model_dir: str, processor: VideoProcessor, clips: int, crops: int, reduce: str,
+                         weights: str = "") -> dict:
+    return {"model": str(model_dir), "weights_sha256": weights, "processor": processor.describe(),
             "clips": clips, "crops": crops, "crop_windows": "1: whole frame; 3: start/centre/end squares of the long side",
-            "views_order": "clip-major", "reduce": reduce, "transform": transform.describe(),
-            "embedding": "model.encode_video, not normalised"}
+            "views_order": "clip-major", "reduce": reduce, "embedding": "model.encode_video, not normalised"}
 
 
 def _done(paths: dict[str, Path], prep: dict) -> dict[str, torch.Tensor]:
@@ -187,7 +179,7 @@ def _write_part(parts: Path, n: int, ids: list[str], feats: list[torch.Tensor]) 
 
 @torch.no_grad()
 def extract_features(model, paths: list[str], ids: list[str], out: str | os.PathLike, *, model_dir: str,
-                     transform: VideoTransform, num_frames: int, clips: int = 1, crops: int = 1, reduce: str = "mean",
+                     processor: VideoProcessor, clips: int = 1, crops: int = 1, reduce: str = "mean",
                      batch_size: int = 8, workers: int = 0, device="cpu", chunk: int = 256,
                      progress: bool = True, timeout: float = 0.0) -> Features:
     """Encode every video (skipping those already done, see the module docstring) and write the files.
@@ -204,13 +196,12 @@ def extract_features(model, paths: list[str], ids: list[str], out: str | os.Path
         raise ConfigError(f"video ids must be unique; the same id for {'; '.join(clashes[:5])}", field="ids")
     files = side_paths(out)
     files["features"].parent.mkdir(parents=True, exist_ok=True)
-    prep = preprocessing_record(model_dir, num_frames, transform, clips, crops, reduce, weights_fingerprint(model))
+    prep = preprocessing_record(model_dir, processor, clips, crops, reduce, weights_fingerprint(model))
     done = _done(files, prep)
     files["preprocessing"].write_text(json.dumps(prep, indent=2))
     todo = [i for i, v in enumerate(ids) if v not in done]
-    failed = _encode(model, ViewsDataset([paths[i] for i in todo], [ids[i] for i in todo], num_frames, transform,
-                                         clips, crops, timeout), files["parts"], done, reduce, batch_size, workers, device,
-                     chunk, progress)
+    failed = _encode(model, ViewsDataset([paths[i] for i in todo], [ids[i] for i in todo], processor, clips, crops,
+                                         timeout), files["parts"], done, reduce, batch_size, workers, device, chunk, progress)
     kept = [v for v in ids if v in done]
     feats = torch.stack([done[v] for v in kept]) if kept else torch.zeros(0)
     _write_rows(files["features"], kept, feats)

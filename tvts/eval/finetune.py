@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tvts.data.datasets import sample_rng
 from tvts.data.decode import decode_frames, probe
+from tvts.data.processor import VideoProcessor
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.transforms import VideoTransform
 from tvts.errors import SampleError
@@ -113,7 +114,7 @@ def _test(clf: VideoClassifier, views: ViewsDataset, batch_size: int, workers: i
     return torch.cat(logits), keep, failed
 
 
-def finetune(model, train, test, *, num_frames: int, transform: VideoTransform, epochs: int = 100, lr: float = 1e-3,
+def finetune(model, train, test, *, processor: VideoProcessor, epochs: int = 100, lr: float = 1e-3,
              weight_decay: float = 0.05, batch_size: int = 8, clips: int = 2, crops: int = 3, workers: int = 0,
              device="cpu", seed: int = 0, save_to: str | Path | None = None, progress: bool = True) -> dict:
     """Fine-tune ``model`` (changed in place) on the :class:`~tvts.eval.annotations.LabelledSet` ``train``
@@ -122,12 +123,13 @@ def finetune(model, train, test, *, num_frames: int, transform: VideoTransform, 
     from tvts.eval.protocols import classification_result
 
     torch.manual_seed(seed)
+    num_frames, transform = processor.num_frames, processor.transform(train=False)
     with torch.no_grad():
         dim = model.encode_video(torch.zeros(1, num_frames, 3, transform.size, transform.size, device=device)).shape[-1]
     clf = VideoClassifier(model, dim, len(test.class_names)).to(device)
     losses, skipped = _train(clf, TrainClips(train.paths, train.labels, num_frames, transform, seed), epochs, lr,
                              weight_decay, batch_size, workers, device, progress)
-    logits, keep, failed = _test(clf, ViewsDataset(test.paths, test.video_ids, num_frames, transform, clips, crops),
+    logits, keep, failed = _test(clf, ViewsDataset(test.paths, test.video_ids, processor, clips, crops),
                                  batch_size, workers, device, progress)
     if save_to is not None:
         save_file({k: v.contiguous().cpu() for k, v in clf.state_dict().items()}, str(save_to))

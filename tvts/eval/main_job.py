@@ -99,7 +99,7 @@ def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
     ``linear_probe``, ``knn`` and ``v2v`` parts of ``results.json`` (the last five when there is a held-out
     folder). Video features are cached in ``<run>/eval_features/`` and the linear probe's confusion matrix is
     drawn to ``<run>/confusion_linear_probe.png`` (``<run>`` = the model folder's parent)."""
-    from tvts.data.transforms import VideoTransform
+    from tvts.data.processor import VideoProcessor
     from tvts.eval.protocols import Encoder, sort_accuracy
     from tvts.models import load_model
     from tvts.device import pick_device
@@ -116,10 +116,7 @@ def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
                                         cfg.data.workers, device, progress)
         results["sort"]["dataset"] = str(val_list)
     if heldout is not None:
-        v = cfg.model.video
-        enc = Encoder(model, str(model_dir), v.num_frames, VideoTransform(v.img_size, cfg.data.resize_ratio, train=False,
-                                                                      time_order=cfg.data.time_order),
-                      batch_size=cfg.eval.batch_size, workers=cfg.data.workers, device=device,
+        enc = Encoder(model, str(model_dir), VideoProcessor.from_pretrained(model_dir), batch_size=cfg.eval.batch_size, workers=cfg.data.workers, device=device,
                       cache_dir=model_dir.parent / "eval_features", progress=progress)
         results.update(heldout_protocols(enc, heldout, model_dir.parent))
     return results

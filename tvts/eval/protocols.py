@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tvts.data.datasets import TranscriptVideoDataset, collate
+from tvts.data.processor import VideoProcessor
 from tvts.data.transforms import VideoTransform
 from tvts.eval.annotations import LabelledSet, RetrievalSet, readable_class_name
 from tvts.eval.extract import Features, extract_features, progress_bar
@@ -38,14 +39,13 @@ DEFAULT_TEMPLATES = ("a person {}",)
 # ---------------------------------------------------------------------------------------- encoding
 @dataclass
 class Encoder:
-    """A model plus the test-time video preprocessing. ``cache_dir``: where video features are kept
-    (``<dataset name>-<hash of the preprocessing>.safetensors``), so a protocol can be re-run without
+    """A model plus its video processor (test-time preprocessing). ``cache_dir``: where video features are
+    kept (``<dataset name>-<hash of the preprocessing>.safetensors``), so a protocol can be re-run without
     re-encoding; ``None``: a temporary folder."""
 
     model: torch.nn.Module
     model_dir: str
-    num_frames: int
-    transform: VideoTransform
+    processor: VideoProcessor
     clips: int = 1
     crops: int = 1
     batch_size: int = 16
@@ -54,14 +54,21 @@ class Encoder:
     cache_dir: Path | None = None
     progress: bool = True
 
+    @property
+    def num_frames(self) -> int:
+        return self.processor.num_frames
+
+    @property
+    def transform(self) -> VideoTransform:
+        """The per-frame evaluation transform of :attr:`processor`."""
+        return self.processor.transform(train=False)
+
     def videos(self, name: str, paths: list[str], ids: list[str]) -> Features:
         """Features of the videos (views averaged); the undecodable ones are in ``failed``."""
-        key = json.dumps([_model_stamp(self.model_dir), self.num_frames, self.transform.describe(),
-                          self.clips, self.crops], sort_keys=True)
+        key = json.dumps([_model_stamp(self.model_dir), self.processor.describe(), self.clips, self.crops], sort_keys=True)
         fname = f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}.safetensors"
-        kw = dict(model_dir=self.model_dir, transform=self.transform, num_frames=self.num_frames, clips=self.clips,
-                  crops=self.crops, batch_size=self.batch_size, workers=self.workers, device=self.device,
-                  progress=self.progress)
+        kw = dict(model_dir=self.model_dir, processor=self.processor, clips=self.clips, crops=self.crops,
+                  batch_size=self.batch_size, workers=self.workers, device=self.device, progress=self.progress)
         if self.cache_dir is not None:
             return extract_features(self.model, paths, ids, Path(self.cache_dir) / fname, **kw)
         with tempfile.TemporaryDirectory() as tmp:

@@ -18,12 +18,11 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from tvts.config import ModelConfig, model_config_from_dict, to_dict
+from tvts.config import CONFIG_NAME, PREPROCESSOR_NAME, ModelConfig, model_config_from_dict, to_dict
 from tvts.errors import CheckpointError, ConfigError
 from tvts.models.vit import VideoTokens
 
 WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 
 
 class VideoTextModel(nn.Module):
@@ -51,7 +50,7 @@ class VideoTextModel(nn.Module):
     def encode_video(self, frames: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, T, 3, H, W]`` → video embedding ``[B, D]``. A 4-D ``[B, 3, H, W]`` batch of images is one frame
         each (as the released code treats images; repeated ``tubelet`` times for a cube embedding). Frames are float, normalised, ``img_size`` square:
-        :func:`tvts.data.video_clip` makes them from a file."""
+        the model folder's video processor makes them from a file (``tvts.load_model_and_processor``)."""
         return self.video_embedding(self.video_model(self.check_frames(frames), keep))
 
     def check_frames(self, frames: torch.Tensor) -> torch.Tensor:
@@ -66,7 +65,7 @@ class VideoTextModel(nn.Module):
                               field="frames")
         if not frames.is_floating_point():
             raise ConfigError(f"frames are {frames.dtype}: the model takes float frames, divided by 255 and normalised "
-                              "(tvts.data.video_clip or tvts.data.transforms.VideoTransform make them)", field="frames")
+                              "(the model's video processor makes them: tvts.load_model_and_processor)", field="frames")
         if tuple(frames.shape[-2:]) != (v.img_size, v.img_size):
             raise ConfigError(f"frames are {frames.shape[-2]}x{frames.shape[-1]}, this model takes {v.img_size}x{v.img_size}",
                               field="frames")
@@ -114,10 +113,12 @@ class VideoTextModel(nn.Module):
         """The config to rebuild a model saved in ``directory`` (e.g. pointing at its saved tokenizer)."""
         return cfg
 
-    def save_pretrained(self, directory: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None,
+                        preprocessor: dict | None = None) -> None:
         """Write ``model.safetensors`` + ``config.json`` (+ assets), replacing ``directory`` atomically
         (written beside it, then renamed). ``state_dict``: the weights to write instead of this module's own
-        (e.g. gathered from FSDP shards)."""
+        (e.g. gathered from FSDP shards). ``preprocessor``: the video processor's settings
+        (``tvts.data.processor.VideoProcessor.to_dict()``), written as ``preprocessor.json``."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -125,6 +126,8 @@ class VideoTextModel(nn.Module):
             state = {k: v.detach().contiguous().cpu() for k, v in (state_dict or self.state_dict()).items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "tvts_family": self.config.family})
             (tmp / CONFIG_NAME).write_text(json.dumps(to_dict(self.config), indent=2))
+            if preprocessor is not None:
+                (tmp / PREPROCESSOR_NAME).write_text(json.dumps(preprocessor, indent=2))
             self._save_assets(tmp)
             replace_dir(tmp, directory)
         finally:

@@ -34,13 +34,13 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 
 def save_checkpoint(out_dir: str | os.PathLike, step: int, model, state: dict, objective: torch.nn.Module | None = None,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, preprocessor: dict | None = None) -> Path:
     root = Path(out_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=root))
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, preprocessor=preprocessor)
         torch.save(state, tmp / STATE_NAME)
         objective_state = {k: v.detach().contiguous().cpu() for k, v in (objective.state_dict() if objective is not None else {}).items()}
         if objective_state:

@@ -1,10 +1,12 @@
 """The one logging path: a JSONL file of metric rows (one per ``log_every`` steps), on process 0, mirrored to
-TensorBoard when the package is installed; the curves PNG of a run."""
+TensorBoard when the package is installed and to Weights & Biases when a project is named; the curves PNG
+of a run."""
 
 from __future__ import annotations
 
 import json
 import math
+import uuid
 from pathlib import Path
 
 
@@ -12,12 +14,17 @@ class MetricsLog:
     """Appends rows to ``path``. On resume (``truncate_after=step``) rows logged after that step by the
     interrupted run are dropped first, so the file reads as one uninterrupted run. ``tensorboard_dir``: also
     write every numeric field as a TensorBoard scalar there (``bad`` as ``bad/<reason>``), with the events
-    after ``truncate_after`` purged on resume; skipped (with one note) when ``tensorboard`` is not installed."""
+    after ``truncate_after`` purged on resume; skipped (with one note) when ``tensorboard`` is not installed.
+    ``wandb_project``: also log the same scalars to that W&B project, as one W&B run per tvts run (its id is
+    kept in ``wandb_run_id`` beside ``path``, so a resumed run continues it; W&B only takes increasing steps,
+    so rows the interrupted run logged after the checkpoint stay there), with ``run_config`` as its config."""
 
-    def __init__(self, path: str | Path, enabled: bool = True, truncate_after: int = 0, tensorboard_dir: str | Path | None = None):
+    def __init__(self, path: str | Path, enabled: bool = True, truncate_after: int = 0, tensorboard_dir: str | Path | None = None,
+                 wandb_project: str = "", run_config: dict | None = None):
         self.path = Path(path)
         self.enabled = enabled
         self.board = None
+        self.wandb = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,28 +40,54 @@ class MetricsLog:
                 print("[tvts] TensorBoard logging is off: pip install 'tvts[tensorboard]' to get it")
             else:
                 self.board = SummaryWriter(str(tensorboard_dir), purge_step=truncate_after + 1 if truncate_after else None)
+        if wandb_project:
+            self.wandb = _wandb_run(wandb_project, self.path.parent, run_config or {}, resume=bool(truncate_after))
 
     def write(self, row: dict) -> None:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        scalars = _scalars(row)
+        step = int(row["step"])
         if self.board is not None:
-            step = int(row["step"])
-            for key, value in row.items():
-                if key == "step":
-                    continue
-                if isinstance(value, dict):
-                    for sub, v in value.items():
-                        self.board.add_scalar(f"{key}/{sub}", float(v), step)
-                elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                    self.board.add_scalar(key, float(value), step)
+            for key, value in scalars.items():
+                self.board.add_scalar(key, value, step)
             self.board.flush()
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=step)
 
     def close(self) -> None:
         if self.board is not None:
             self.board.close()
             self.board = None
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
+
+
+def _scalars(row: dict) -> dict[str, float]:
+    """The finite numbers of a row, by name (``step`` left out; a dict field ``bad`` gives ``bad/<reason>``)."""
+    out = {}
+    for key, value in row.items():
+        if key == "step":
+            continue
+        if isinstance(value, dict):
+            out.update({f"{key}/{sub}": float(v) for sub, v in value.items()})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def _wandb_run(project: str, run_dir: Path, config: dict, resume: bool):
+    """A W&B run for the tvts run in ``run_dir``: a new one, or (``resume``) the one named in ``wandb_run_id``."""
+    from tvts.deps import require
+
+    wandb = require("wandb", "train.wandb_project", field="train.wandb_project")
+    id_file = run_dir / "wandb_run_id"
+    run_id = id_file.read_text().strip() if resume and id_file.is_file() else uuid.uuid4().hex[:16]
+    id_file.write_text(run_id)
+    return wandb.init(project=project, id=run_id, resume="allow", dir=str(run_dir), name=run_dir.name, config=config)
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
 from tvts.config import RecipeConfig, to_dict
-from tvts.data.build import cache_dir, data_paths, dataset_args, transcript_dataset
+from tvts.data.build import cache_dir, data_paths, dataset_args, processor, transcript_dataset
 from tvts.data.datasets import TranscriptVideoDataset
 from tvts.data.frame_store import FrameStore
 from tvts.data.manifest import ManifestDataset, collate_manifest
@@ -201,6 +201,8 @@ def check_dependencies(cfg: RecipeConfig) -> None:
         require("open_clip", "the CLIP text encoder", field="model.text.kind")
     if cfg.data.decode_backend == "torchcodec":
         require("torchcodec.decoders", "data.decode_backend=torchcodec", field="data.decode_backend")
+    if cfg.train.wandb_project:
+        require("wandb", "train.wandb_project", field="train.wandb_project")
     if cfg.objective.name == "svilm":
         from tvts.data.nouns import load_pipeline
 
@@ -306,7 +308,8 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwr
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, truncate_after=step if ckpt else 0,
-                     tensorboard_dir=out / "tensorboard" if t.tensorboard else None)
+                     tensorboard_dir=out / "tensorboard" if t.tensorboard else None,
+                     wandb_project=t.wandb_project, run_config=to_dict(cfg))
 
     def checkpoint_now() -> None:
         # Where each stream stands (epoch, batches taken in it), and what it was measured against.
@@ -320,7 +323,8 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwr
                 path = save_sharded_checkpoint(out, step, net, opt, state, json.dumps(to_dict(model.config), indent=2),
                                                info.is_main)
             elif info.is_main:
-                path = save_checkpoint(out, step, model, {**state, "optimizer": opt.state_dict()}, objective)
+                path = save_checkpoint(out, step, model, {**state, "optimizer": opt.state_dict()}, objective,
+                                       preprocessor=processor(cfg).to_dict())
         except OSError as e:
             last = latest_checkpoint(out)
             raise DataError(f"cannot write the step-{step} checkpoint into {out / 'checkpoints'}: {e.strerror or e}"
@@ -401,7 +405,7 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwr
     log.close()
     full = full_model_state(net) if fsdp else None  # collective: gathered onto process 0
     if info.is_main:
-        model.save_pretrained(out / "model", state_dict=full)
+        model.save_pretrained(out / "model", state_dict=full, preprocessor=processor(cfg).to_dict())
         summary = {"steps": step, "seen": seen, "bad": bad, "bad_files": bad_files,
                    "seconds": elapsed_before + time.time() - t0, "world_size": info.world_size}
         print(f"[tvts] {bad_summary(bad, seen, bad_files)}")
