@@ -284,13 +284,15 @@ class SvoProbeSet:
     missing: list[dict] = field(default_factory=list)
     malformed: list[dict] = field(default_factory=list)
     num_rows: int = 0
+    _first: dict = field(default_factory=dict, repr=False, compare=False)
 
     def first_use(self, image_id: str) -> tuple[int, str]:
-        """(row, column) of the first row naming ``image_id``."""
-        for r, p, n in zip(self.rows, self.pos_ids, self.neg_ids):
-            if image_id in (p, n):
-                return r, "pos_image_id" if p == image_id else "neg_image_id"
-        raise KeyError(image_id)
+        """(row, column) of the first row naming ``image_id`` (a ``KeyError`` for an id no row names)."""
+        if not self._first:  # built on the first call, once the rows are read
+            for r, p, n in zip(self.rows, self.pos_ids, self.neg_ids):
+                self._first.setdefault(p, (r, "pos_image_id"))
+                self._first.setdefault(n, (r, "neg_image_id"))
+        return self._first[image_id]
 
 
 def _svo_bool(value) -> bool | None:
