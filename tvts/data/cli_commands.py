@@ -1,4 +1,4 @@
-"""``tvts data manifest|check|shard`` and ``tvts transcribe``: argument parsing and printing only.
+"""``tvts data manifest|check|shard|svo-probe`` and ``tvts transcribe``: argument parsing and printing only.
 
 :func:`add_data_parsers` adds both commands to a ``subparsers`` object; each sets ``func`` to a function of
 the parsed arguments that returns the exit code (0 ok, 1 bad samples found by ``data check``).
@@ -91,8 +91,18 @@ def cmd_transcribe(args) -> int:
     return 1 if report["failed"] else 0
 
 
+def cmd_svo_probe(args) -> int:
+    from tvts.data.svo_probe import make_svo_probe
+
+    s = make_svo_probe(args.data, args.out, seed=args.seed)
+    print(f"wrote {s['csv']}: {sum(s['rows'].values())} rows ("
+          + ", ".join(f"{c}_neg {n}" for c, n in s["rows"].items()) + f"), {s['images']} images from {s['clips']} "
+          f"held-out clips (seed {s['seed']})")
+    return 0
+
+
 def add_data_parsers(subparsers) -> None:
-    """Add ``data`` (with ``manifest yt|webvid``, ``check``, ``shard``) and ``transcribe`` to ``subparsers``."""
+    """Add ``data`` (with ``manifest yt|webvid``, ``check``, ``shard``, ``svo-probe``) and ``transcribe`` to ``subparsers``."""
     data = subparsers.add_parser("data", help="build, check and shard data manifests")
     dsub = data.add_subparsers(dest="data_command", required=True)
 
@@ -142,6 +152,13 @@ def add_data_parsers(subparsers) -> None:
     sp.add_argument("--fps", type=float, default=0.0, help="re-encode to this frame rate (0: keep)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_shard)
+
+    sp = dsub.add_parser("svo-probe", help="an SVO-Probes-layout probe from still frames of the held-out narrated-shapes "
+                                           "clips (negatives differ in shape or colour only), for tvts eval svo-probes")
+    sp.add_argument("--data", required=True, help="the held-out folder of tvts make-synthetic (e.g. data/narrated_shapes/heldout)")
+    sp.add_argument("--out", required=True, help="output folder: svo_probes.csv and images/<id>.png")
+    sp.add_argument("--seed", type=int, default=0, help="draws each row's negative among the qualifying clips (default 0)")
+    sp.set_defaults(func=cmd_svo_probe)
 
     sp = subparsers.add_parser("transcribe", help="ASR with word timestamps (faster-whisper) -> YT-Temporal layout")
     sp.add_argument("video_dir", help="folder of videos (searched recursively)")

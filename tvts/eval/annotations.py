@@ -20,6 +20,7 @@ from pathlib import Path
 from tvts.errors import ConfigError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ogv", ".wmv")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
@@ -47,17 +48,19 @@ class LabelledSet:
 
 
 class VideoIndex:
-    """Every video file under a folder, by relative POSIX path and by file stem."""
+    """Every video file (``extensions``; :data:`IMAGE_EXTENSIONS` for images) under a folder, by relative
+    POSIX path and by file stem."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, extensions: tuple[str, ...] = VIDEO_EXTENSIONS):
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise ConfigError("video folder not found", source=str(self.folder))
+            raise ConfigError(f"{'image' if extensions == IMAGE_EXTENSIONS else 'video'} folder not found",
+                              source=str(self.folder))
         self.by_rel: dict[str, str] = {}
         self.by_stem: dict[str, str] = {}
         for dirpath, _, files in os.walk(self.folder):
             for f in sorted(files):
-                if f.lower().endswith(VIDEO_EXTENSIONS):
+                if f.lower().endswith(extensions):
                     p = Path(dirpath) / f
                     self.by_rel[p.relative_to(self.folder).as_posix()] = str(p)
                     self.by_stem.setdefault(p.stem, str(p))
@@ -246,6 +249,128 @@ def read_ssv2(root, split: str = "val", videos=None) -> LabelledSet:
     return LabelledSet(f"ssv2-{'train' if split == 'train' else 'val'}", ids, [index.find(v) for v in ids],
                        [int(labels[r["template"].replace("[", "").replace("]", "")]) for r in rows], names,
                        [r["label"] for r in rows])
+
+
+# SVO-Probes. Facts taken from the public release (github.com/google-deepmind/svo_probes: its README and the
+# analysis Colab; the CSV itself is not in the repository, it is downloaded from a storage bucket): the file is
+# ``svo_probes.csv``, one row per sentence, columns ``sentence``, ``pos_image_id`` / ``neg_image_id`` (integer ids,
+# formatted with ``%d``), ``pos_url`` / ``neg_url``, ``pos_triplet`` / ``neg_triplet`` (the subject-verb-object
+# triplet seen in each image) and the booleans ``subj_neg``, ``verb_neg``, ``obj_neg`` (written by pandas:
+# ``True`` / ``False``) saying what the negative image changes; the Colab keeps the rows where exactly one of
+# the three is true. Images are not distributed (only their URLs), so they are read from a local folder.
+SVO_CSV = "svo_probes.csv"
+SVO_RELEASE_CONCEPTS = ("subj", "verb", "obj")
+_SVO_REQUIRED = ("sentence", "pos_image_id", "neg_image_id")
+_TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+
+
+@dataclass
+class SvoProbeSet:
+    """SVO-Probes rows: ``sentences[i]`` with positive image ``pos_ids[i]`` and negative ``neg_ids[i]``, which
+    differs from the positive in concept ``concepts[concept[i]]`` (the ``<concept>_neg`` column that is true);
+    ``rows[i]``: its 1-based data row in ``csv_path`` (the header is row 0). ``images``: image id -> file for the
+    ids found. ``missing``: ``{"image_id", "row", "field", "num_rows"}`` per image id that has no file (first
+    row and column naming it, rows using it); ``malformed``: ``{"row", "field", "detail"}`` per row left out."""
+
+    name: str
+    csv_path: str
+    concepts: list[str]
+    sentences: list[str]
+    pos_ids: list[str]
+    neg_ids: list[str]
+    concept: list[int]
+    rows: list[int]
+    images: dict[str, str]
+    missing: list[dict] = field(default_factory=list)
+    malformed: list[dict] = field(default_factory=list)
+    num_rows: int = 0
+    _first: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def first_use(self, image_id: str) -> tuple[int, str]:
+        """(row, column) of the first row naming ``image_id`` (a ``KeyError`` for an id no row names)."""
+        if not self._first:  # built on the first call, once the rows are read
+            for r, p, n in zip(self.rows, self.pos_ids, self.neg_ids):
+                self._first.setdefault(p, (r, "pos_image_id"))
+                self._first.setdefault(n, (r, "neg_image_id"))
+        return self._first[image_id]
+
+
+def _svo_bool(value) -> bool | None:
+    v = (value or "").strip().lower()
+    return True if v in _TRUE else False if v in _FALSE else None
+
+
+def read_svo_probes(root, images=None) -> SvoProbeSet:
+    """SVO-Probes (``svo-probes``): ``svo_probes.csv`` as released (see the comment above for the columns)
+    and a folder of the images named by id (``<id>.jpg``, ``.png``, ...; default ``root/images``, searched
+    recursively; an image is found by its file name without extension).
+
+    Concepts are the columns ``<concept>_neg`` of the header (the release: ``subj``, ``verb``, ``obj``; the
+    embedded probe of :mod:`tvts.data.svo_probe`: ``shape``, ``colour``); a dataset with other concepts than the
+    release's is named ``svo-probes-<concept>-...``. A row is malformed (listed in ``malformed``, left out)
+    when a field is missing or empty, or a ``_neg`` field is not a boolean, or not exactly one is true.
+    A missing column, or no row left, is a :class:`ConfigError`. Image ids that have no file are listed in
+    ``missing``; their rows stay (the protocol leaves out the rows it cannot score)."""
+    path = find_file(root, SVO_CSV)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h for h in (reader.fieldnames or []) if h]
+        absent = [c for c in _SVO_REQUIRED if c not in header]
+        concepts = [h[: -len("_neg")] for h in header if h.endswith("_neg") and len(h) > len("_neg")]
+        if absent or not concepts:
+            raise ConfigError(f"missing column(s) {absent or ['<concept>_neg']}: expected sentence, pos_image_id, "
+                              f"neg_image_id and subj_neg, verb_neg, obj_neg (got {header})", field="header", source=str(path))
+        raw = [(n, r) for n, r in enumerate(reader, 1)]
+    out = SvoProbeSet("svo-probes" if set(concepts) <= set(SVO_RELEASE_CONCEPTS) else "-".join(["svo-probes", *concepts]),
+                      str(path), concepts, [], [], [], [], [], {}, num_rows=len(raw))
+    for n, r in raw:
+        bad = _svo_row_problem(r, concepts)
+        if bad:
+            out.malformed.append({"row": n, "field": bad[0], "detail": bad[1]})
+            continue
+        flags = [_svo_bool(r[f"{c}_neg"]) for c in concepts]
+        out.sentences.append(" ".join(r["sentence"].split()))
+        out.pos_ids.append(r["pos_image_id"].strip())
+        out.neg_ids.append(r["neg_image_id"].strip())
+        out.concept.append(flags.index(True))
+        out.rows.append(n)
+    if not out.rows:
+        first = out.malformed[0] if out.malformed else None
+        raise ConfigError("no usable row" + (f" ({len(out.malformed)} malformed; row {first['row']}, {first['field']}: "
+                                            f"{first['detail']})" if first else ""), source=str(path))
+    index = VideoIndex(images if images else Path(root) / "images", IMAGE_EXTENSIONS)
+    uses: dict[str, int] = {}
+    for i in out.pos_ids + out.neg_ids:
+        uses[i] = uses.get(i, 0) + 1
+    for image_id in dict.fromkeys(out.pos_ids + out.neg_ids):  # first-seen order
+        hit = index.by_stem.get(image_id)
+        if hit:
+            out.images[image_id] = hit
+        else:
+            row, col = out.first_use(image_id)
+            out.missing.append({"image_id": image_id, "row": row, "field": col, "num_rows": uses[image_id]})
+    return out
+
+
+def _svo_row_problem(r: dict, concepts: list[str]) -> tuple[str, str] | None:
+    """(field, why) of the first problem of a CSV row, or None."""
+    if None in r:  # more fields than the header
+        return "row", f"{len(r) - 1 + len(r[None])} fields, the header has {len(r) - 1}"
+    needed = {*_SVO_REQUIRED, *(f"{c}_neg" for c in concepts)}
+    for col in r:  # header order
+        if col in needed and r[col] is None:
+            return col, f"missing: the row has {sum(v is not None for v in r.values())} fields, the header {len(r)}"
+    for col in _SVO_REQUIRED:
+        if not r[col].strip():
+            return col, "empty"
+    flags = {c: _svo_bool(r[f"{c}_neg"]) for c in concepts}
+    for c, v in flags.items():
+        if v is None:
+            return f"{c}_neg", f"{r[f'{c}_neg']!r} is not a boolean (True/False)"
+    true = [f"{c}_neg" for c, v in flags.items() if v]
+    if len(true) != 1:
+        return ",".join(f"{c}_neg" for c in concepts), f"exactly one must be True, got {len(true)} ({', '.join(true) or 'none'})"
+    return None
 
 
 RETRIEVAL_READERS = {"msrvtt": read_msrvtt_1ka, "msrvtt-allcaps": read_msrvtt_full, "msvd": read_msvd,

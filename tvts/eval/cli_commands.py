@@ -30,6 +30,7 @@ PROTOCOL_DEFAULTS = {
     "sort": {"list": None, "segment_seconds": SEGMENT_SECONDS, "gap": GAP},
     "finetune": {"dataset": "ucf101", "fold": 1, "epochs": 100, "lr": 1e-3, "weight_decay": 0.05, "seed": 0,
                  "clips": 2, "crops": 3},
+    "svo-probes": {"images": None, "thresholds": [0.2, 0.25, 0.3]},
 }
 PROTOCOL_HELP = {
     "retrieval": "zero-shot text-to-video and video-to-text retrieval (MSR-VTT 1k-A, MSVD, DiDeMo, LSMDC)",
@@ -40,6 +41,8 @@ PROTOCOL_HELP = {
     "v2v": "zero-shot video-to-video retrieval by class (TVTS Table 4)",
     "sort": "transcript sort accuracy (TVTS appendix) on a YT-Temporal-layout list",
     "finetune": "fine-tune the video encoder + a linear head (AdamW), test with clips x crops views",
+    "svo-probes": "SVO-Probes (TVTS appendix C.2): sentence vs positive/negative image, precision at thresholds "
+                  "and pairwise accuracy per concept",
 }
 ENCODER_OPTIONS = ("model", "clips", "crops", "batch_size", "workers", "device", "preset", "num_frames", "resize_ratio",
                    "interpolation", "cache", "progress")
@@ -191,10 +194,25 @@ def _finetune(enc, o, figs):
     return {name: _classification_figures(res, name, test, figs, True)}
 
 
+def _svo_probes(enc, o, figs):
+    from tvts.eval.annotations import read_svo_probes
+    from tvts.eval.protocols import svo_problem_lines, svo_probes
+
+    ds = read_svo_probes(o["data"], o["images"])
+    res = svo_probes(enc, ds, o["thresholds"])
+    lines = svo_problem_lines(res, Path(ds.csv_path).name)
+    for line in lines[:10]:
+        print(f"[tvts] {ds.name}: {line}")
+    if res["num_malformed"] + res["num_missing"] + res["num_failed"] > min(10, len(lines)):
+        print(f"[tvts] {ds.name}: {res['num_malformed']} malformed rows, {res['num_missing']} missing and "
+              f"{res['num_failed']} unreadable images in all (the first 20 of each are in the report)")
+    return {f"{ds.name}/zs-svo": res}
+
+
 PROTOCOLS = {
     "retrieval": _retrieval, "zero-shot": _zero_shot, "ssv2-mc": _ssv2_mc,
     "linear-probe": lambda e, o, f: _frozen(e, o, f, "linear-probe"), "knn": lambda e, o, f: _frozen(e, o, f, "knn"),
-    "v2v": _v2v, "sort": _sort, "finetune": _finetune,
+    "v2v": _v2v, "sort": _sort, "finetune": _finetune, "svo-probes": _svo_probes,
 }
 
 
@@ -340,6 +358,12 @@ def _protocol_options(name: str, sp) -> None:
         sp.add_argument("--dsl", action="store_true", help="also report dual-softmax re-ranked retrieval (as <name>-dsl)")
         sp.add_argument("--dsl-temperature", type=float, default=d["dsl_temperature"])
         return
+    if name == "svo-probes":
+        sp.add_argument("--images", default=None, help="the image folder, searched recursively; an image is found by "
+                                                       "its id as file name (default: DATA/images)")
+        sp.add_argument("--thresholds", type=float, nargs="+", default=d["thresholds"],
+                        help="cosine-similarity thresholds rho for the precision (default: 0.2 0.25 0.3, TVTS Table 4)")
+        return
     if name == "sort":
         sp.add_argument("--list", default=None, help="split list (default: DATA/meta_data/yttemporal_val.csv)")
         sp.add_argument("--segment-seconds", type=float, default=d["segment_seconds"])
@@ -378,8 +402,9 @@ def add_eval_parsers(subparsers) -> None:
     sub = p.add_subparsers(dest="eval_protocol", required=True)
     for name, help_text in PROTOCOL_HELP.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
-        _common(sp, "the YT-Temporal-layout root" if name == "sort" else
-                "the dataset folder (annotation files in it or in a direct sub-folder)")
+        _common(sp, {"sort": "the YT-Temporal-layout root",
+                     "svo-probes": "the SVO-Probes folder (svo_probes.csv in it or in a direct sub-folder)"}.get(
+                         name, "the dataset folder (annotation files in it or in a direct sub-folder)"))
         _protocol_options(name, sp)
         sp.set_defaults(func=cmd_eval)
     sp = sub.add_parser("all", help="run the protocols listed in a YAML config and write one report")

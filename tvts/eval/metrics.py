@@ -118,3 +118,35 @@ def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int)
     """``[num_classes, num_classes]`` counts, row = true class, column = predicted class."""
     flat = labels.long() * num_classes + pred.long()
     return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def svo_probe_metrics(pos: torch.Tensor, neg: torch.Tensor, concept: torch.Tensor, concepts: list[str],
+                      thresholds=(0.2, 0.25, 0.3)) -> dict[str, dict]:
+    """SVO-Probes scores from the cosine similarities of each row's sentence with its positive image, ``pos``
+    ``[N]``, and with its negative image, ``neg`` ``[N]``; ``concept`` ``[N]`` indexes ``concepts`` (what the
+    negative changes). Returns ``{"all": m, <concept>: m, ...}`` (every concept, in order, even without rows):
+
+    - ``pairwise_acc``: % of rows whose positive scores strictly above the negative (the SVO-Probes authors'
+      threshold-free accuracy; a tie is wrong), with ``num_correct`` of ``num_pairs``; chance 50;
+    - for each threshold rho (TVTS appendix C.2: an image is called positive when its cosine similarity passes
+      rho): ``P@<rho>`` = % of the images called positive that are positive, ``None`` when none is called
+      positive; ``pos_above@<rho>`` / ``neg_above@<rho>`` count them. Each row counts one positive and one
+      negative image, so precision at chance is 50."""
+    # compared in their own precision (a threshold becomes a weak scalar of that dtype: 0.2 is not above 0.2)
+    pos, neg, concept = pos.flatten(), neg.flatten(), concept.long().flatten()
+    if not (len(pos) == len(neg) == len(concept)):
+        raise ConfigError(f"pos, neg and concept need one value per row, got {len(pos)}, {len(neg)}, {len(concept)}")
+
+    def one(mask: torch.Tensor) -> dict:
+        p, n = pos[mask], neg[mask]
+        correct = int((p > n).sum())
+        m = {"num_pairs": len(p), "num_correct": correct, "pairwise_acc": 100.0 * correct / len(p) if len(p) else None}
+        for rho in thresholds:
+            tp, fp = int((p > rho).sum()), int((n > rho).sum())
+            m[f"P@{rho:g}"] = 100.0 * tp / (tp + fp) if tp + fp else None
+            m[f"pos_above@{rho:g}"], m[f"neg_above@{rho:g}"] = tp, fp
+        return m
+
+    out = {"all": one(torch.ones_like(concept, dtype=torch.bool))}
+    out.update({c: one(concept == k) for k, c in enumerate(concepts)})
+    return out

@@ -20,16 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from tvts.data.datasets import TranscriptVideoDataset, collate
 from tvts.data.processor import VideoProcessor
 from tvts.data.transforms import VideoTransform
-from tvts.eval.annotations import LabelledSet, RetrievalSet, readable_class_name
+from tvts.eval.annotations import LabelledSet, RetrievalSet, SvoProbeSet, readable_class_name
 from tvts.eval.extract import Features, extract_features, progress_bar
 from tvts.eval.metrics import (confusion_matrix, dual_softmax_retrieval_metrics, knn_predict, retrieval_metrics,
-                               topk_accuracy, v2v_retrieval_metrics)
-from tvts.errors import ConfigError
+                               svo_probe_metrics, topk_accuracy, v2v_retrieval_metrics)
+from tvts.errors import ConfigError, SampleError
 from tvts.objectives.sorting import sort_metrics
 
 DEFAULT_TEMPLATES = ("a person {}",)
@@ -213,6 +213,103 @@ def caption_vs_foil(video: torch.Tensor, caption: torch.Tensor, foil: torch.Tens
     ``caption``, ``foil`` ``[n, D]`` (normalised). Top-1 in percent (a tie counts as wrong), chance 50."""
     right = (video * caption).sum(-1) > (video * foil).sum(-1)
     return {"top1": 100.0 * int(right.sum()) / len(video), "num_videos": len(video), "chance_top1": 50.0}
+
+
+# ---------------------------------------------------------------------------------------- images (SVO-Probes)
+def decode_image(path: str) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` RGB of an image file (EXIF orientation applied, alpha dropped, first frame of an
+    animation), or :class:`SampleError` ``("decode", path, why)``."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im.seek(0)
+            return np.array(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)  # a writable copy
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise SampleError("decode", path, f"{type(e).__name__}: {e}".strip()) from None
+
+
+class ImagesDataset(Dataset):
+    """Items ``{"frames": float32 [1, 3, S, S] (None when the file cannot be decoded), "index", "error"}``: each
+    image as a one-frame video through the model's video processor (the same resize, crop and normalisation as
+    every video frame); a batch ``[B, 3, S, S]`` is what ``encode_video`` takes as one frame each."""
+
+    def __init__(self, paths: list[str], processor: VideoProcessor):
+        self.paths, self.processor = list(paths), processor
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        try:
+            return {"frames": self.processor(decode_image(self.paths[i])), "index": i}
+        except SampleError as e:
+            return {"frames": None, "index": i, "error": {"reason": e.reason, "path": e.path, "detail": e.detail}}
+
+
+@torch.no_grad()
+def encode_images(enc: Encoder, paths: list[str]) -> tuple[torch.Tensor, list[int], list[dict]]:
+    """(L2-normalised image embeddings ``[n, D]`` of the files that could be decoded, their positions in
+    ``paths``, ``{"index", "reason", "path", "detail"}`` of the others). Each image is one frame, centre crop
+    (``enc.clips`` and ``enc.crops`` do not apply); not cached (an image is one frame, cheap to encode)."""
+    enc.model.eval()
+    loader = DataLoader(ImagesDataset(paths, enc.processor), batch_size=enc.batch_size, num_workers=enc.workers,
+                        collate_fn=list)
+    feats, keep, failed = [], [], []
+    for batch in progress_bar(loader, "encode images", enc.progress, len(loader)):
+        failed += [{"index": s["index"], **s["error"]} for s in batch if s["frames"] is None]
+        good = [s for s in batch if s["frames"] is not None]
+        if good:
+            x = torch.cat([s["frames"] for s in good]).to(enc.device)  # [b, 3, S, S]: one frame per image
+            feats.append(enc.model.encode_video(x).float().cpu())
+            keep += [s["index"] for s in good]
+    return (F.normalize(torch.cat(feats), dim=-1) if feats else torch.zeros(0, 0)), keep, failed
+
+
+def svo_probes(enc: Encoder, ds: SvoProbeSet, thresholds=(0.2, 0.25, 0.3)) -> dict:
+    """SVO-Probes zero-shot (TVTS appendix C.2, Table 4): each sentence against its positive and negative
+    image by cosine similarity; precision at each threshold and pairwise accuracy
+    (:func:`tvts.eval.metrics.svo_probe_metrics`), overall and per concept (``concepts``). Rows whose positive
+    or negative image is missing (``missing``) or cannot be decoded (``failed``) are left out and counted
+    (``num_rows_skipped``); so are malformed rows (``malformed``). Lists hold the first 20 of each."""
+    thresholds = [float(t) for t in thresholds]
+    if not thresholds:
+        raise ConfigError("at least one threshold is needed", field="thresholds")
+    ids = list(ds.images)
+    image, keep, bad = encode_images(enc, [ds.images[i] for i in ids])
+    row_of = {ids[j]: n for n, j in enumerate(keep)}
+    failed = []
+    for f in bad:
+        image_id = ids[f.pop("index")]
+        row, col = ds.first_use(image_id)
+        failed.append({"image_id": image_id, "row": row, "field": col, **f})
+    use = [i for i in range(len(ds.rows)) if ds.pos_ids[i] in row_of and ds.neg_ids[i] in row_of]
+    if not use:
+        raise ConfigError(f"{ds.name}: no row has both images ({len(ds.missing)} image ids missing, {len(failed)} "
+                          f"unreadable)", source=ds.csv_path)
+    sentences = sorted({ds.sentences[i] for i in use})
+    where = {t: k for k, t in enumerate(sentences)}
+    text = enc.texts(sentences)[[where[ds.sentences[i]] for i in use]]  # [N, D]
+    pos = (text * image[[row_of[ds.pos_ids[i]] for i in use]]).sum(-1)  # [N] cosine similarities
+    neg = (text * image[[row_of[ds.neg_ids[i]] for i in use]]).sum(-1)
+    m = svo_probe_metrics(pos, neg, torch.tensor([ds.concept[i] for i in use]), ds.concepts, thresholds)
+    return {**m.pop("all"), "concepts": m, "thresholds": thresholds, "chance_pairwise_acc": 50.0,
+            "chance_precision": 50.0, "dataset": ds.csv_path, "num_rows": ds.num_rows,
+            "num_rows_skipped": len(ds.rows) - len(use), "num_images": len(keep),
+            "num_missing": len(ds.missing), "missing": ds.missing[:20], "num_failed": len(failed), "failed": failed[:20],
+            "num_malformed": len(ds.malformed), "malformed": ds.malformed[:20],
+            "views": "each image one frame, centre crop (the video preprocessing)"}
+
+
+def svo_problem_lines(result: dict, csv_name: str = "svo_probes.csv") -> list[str]:
+    """One line per listed problem of a :func:`svo_probes` result, naming the file, row and field."""
+    lines = [f"{csv_name} row {m['row']}, field {m['field']}: malformed ({m['detail']}); row left out"
+             for m in result.get("malformed", [])]
+    lines += [f"{csv_name} row {m['row']}, field {m['field']}: image {m['image_id']!r} not found in the image folder "
+              f"({m['num_rows']} row(s) left out)" for m in result.get("missing", [])]
+    lines += [f"{f['path']} ({csv_name} row {f['row']}, field {f['field']}): {f['reason']}: {f['detail']}; its rows left out"
+              for f in result.get("failed", [])]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------- frozen features

@@ -67,7 +67,7 @@ def _heldout_lines(results: dict) -> list[str]:
 
 def markdown_report(results: dict[str, dict]) -> str:
     """Markdown tables of ``tvts eval`` results (``{"<dataset version>/<protocol>": metrics}``), one table per
-    kind: retrieval, classification, video-to-video retrieval, transcript sorting."""
+    kind: retrieval, classification, video-to-video retrieval, transcript sorting, SVO-Probes."""
     kinds = [
         ("Text-video retrieval (R@k in %, ranks 1-based)",
          ["t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MedR", "t2v_MeanR", "v2t_R@1", "v2t_R@5", "v2t_R@10", "v2t_MedR", "v2t_MeanR", "num_queries", "num_videos"],
@@ -89,6 +89,19 @@ def markdown_report(results: dict[str, dict]) -> str:
         out += [f"| {n} | {_fmt(r['text_video']['segment_acc'])} | {_fmt(r['text_video']['order_acc'])} | "
                 f"{_fmt(r['text_only']['segment_acc'])} | {_fmt(r['text_only']['order_acc'])} | {_fmt(r['chance_order_acc'])} |"
                 for n, r in ((n, results[n]) for n in sort)]
+        out.append("")
+    svo = [n for n, r in results.items() if "pairwise_acc" in r and "concepts" in r]
+    if svo:
+        keys = list(dict.fromkeys(f"P@{t:g}" for n in svo for t in results[n].get("thresholds", [])))
+        out += ["### SVO-Probes (in %: pairwise accuracy, precision of cos > rho; chance 50)", "",
+                "| result | concept | pairwise acc | " + " | ".join(keys) + " | pairs | missing images | unreadable | malformed rows |",
+                "|---" * (len(keys) + 7) + "|"]
+        for n in svo:
+            r = results[n]
+            for concept, m in [("all", r), *r["concepts"].items()]:
+                counts = [r["num_missing"], r["num_failed"], r["num_malformed"]] if concept == "all" else ["", "", ""]
+                out.append(f"| {n} | {concept} | {_fmt(m['pairwise_acc'])} | " + " | ".join(_fmt(m.get(k)) for k in keys)
+                           + f" | {m['num_pairs']} | " + " | ".join(str(c) for c in counts) + " |")
         out.append("")
     return "\n".join(out)
 
