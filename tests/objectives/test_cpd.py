@@ -4,7 +4,6 @@ normalising constants, where the gradients go, the bank in a 2-process run, and 
 import math
 import os
 import socket
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

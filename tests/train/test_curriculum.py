@@ -17,7 +17,6 @@ from safetensors.torch import load_file
 from tvts.config import CurriculumConfig, TrainConfig, validate_recipe
 from tvts.models import build_model
 from tvts.testing import assert_same_weights, kill_and_resume, make_tiny_bert, tiny_model_config, tiny_recipe
-from tvts.train.checkpoint import latest_checkpoint
 from tvts.train.trainer import pretrain
 from tvts.train import curriculum as curriculum_mod
 from tvts.train.curriculum import Curriculum

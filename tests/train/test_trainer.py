@@ -7,9 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tvts.config import DataConfig, RecipeConfig, SyntheticConfig, TrainConfig, validate_recipe
+from tvts.config import validate_recipe
 from tvts.testing import assert_same_weights, kill_and_resume, make_tiny_bert, tiny_model_config, tiny_recipe
-from tvts.train import checkpoint as ckpt_mod
 from tvts.train import trainer as trainer_mod
 from tvts.train.checkpoint import latest_checkpoint, load_trainer_state
 from tvts.train.streams import ResumableSampler, is_caption_step
@@ -87,18 +86,12 @@ def test_frozen_text_features_and_frame_store_train_and_resume_exactly(assets, t
 
 def test_checkpoints_are_complete_or_absent(assets, tmp_path, monkeypatch):
     """A crash while writing a checkpoint leaves the previous one as 'latest'."""
-    real_save = ckpt_mod.save_checkpoint
-    calls = []
 
-    def crash_in_second_save(out_dir, step, *args, **kw):
-        calls.append(step)
-        if len(calls) == 2:
-            monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
-        return real_save(out_dir, step, *args, **kw)
+    def disk_full_after_the_first(step, path):  # the trainer's hook, called once a checkpoint is complete
+        monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
 
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_in_second_save)
     with pytest.raises(DataError, match=r"cannot write the step-4 checkpoint .*: disk full; the previous checkpoint .*step_00000002 is intact"):
-        pretrain(_recipe(assets, tmp_path / "run", steps=6))
+        pretrain(_recipe(assets, tmp_path / "run", steps=6), on_checkpoint=disk_full_after_the_first)
     monkeypatch.undo()
     latest = latest_checkpoint(tmp_path / "run")
     assert latest.name == "step_00000002"

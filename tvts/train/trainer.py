@@ -1,7 +1,8 @@
 """Pretraining loop: one entry point for one process and for ``torchrun`` (DDP).
 
-Read top to bottom: set up processes and seeds → build model, objective, optimiser → data → resume →
-loop (forward, weighted loss sum, backward, clip, step, log, checkpoint) → final save.
+Read top to bottom: helpers that build the data streams, then :class:`Pretraining`, one run in named
+steps: build (processes and seeds, data, model, objective, optimiser) → resume → loop (:meth:`step`: forward,
+weighted loss sum, backward, clip, optimiser step; :meth:`log`; :meth:`checkpoint`) → :meth:`finish`.
 A run folder holds ``recipe.yaml``, ``metrics.jsonl``, ``checkpoints/`` and the final ``model/``.
 """
 
@@ -14,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -226,194 +227,254 @@ def pretrain(cfg: RecipeConfig, resume: bool = False, on_checkpoint=None, overwr
     ``on_checkpoint(step, path)``: called on every process after each checkpoint is complete (a hook for
     tools and tests, e.g. to stop a run there). A folder that holds another run is refused unless ``resume``
     or ``overwrite`` (:func:`prepare_out_dir`)."""
-    t = cfg.train
-    info: DistInfo = init_distributed(t.device)
-    if t.threads > 0 and info.device.type == "cpu":
-        torch.set_num_threads(t.threads)
-    check_dependencies(cfg)
-    out = prepare_out_dir(cfg, resume, overwrite) if info.is_main else Path(t.out_dir)
-    reseed(t.seed, info.rank, 0)
+    return Pretraining(cfg, resume, overwrite, on_checkpoint).run()
 
-    # Data first: building the embedded dataset (rank 0) must finish before any process reads it.
-    if info.is_main:
-        root, train_list, val_list = data_paths(cfg)
-    if info.world_size > 1:
-        dist.barrier()
-    if not info.is_main:
-        root, train_list, val_list = data_paths(replace(cfg, train=replace(t, progress=False)))
 
-    model = build_model(cfg.model)
-    if t.init_from:
-        # The recipe's model config decides the architecture and its options (freezing, checkpointing);
-        # the folder gives the weights, loaded strictly.
-        load_state_strict(model, load_file(str(Path(t.init_from) / "model.safetensors")), t.init_from)
-    if t.init_mae:
-        ignored = init_video_from_mae(model, t.init_mae)
+@dataclass
+class Tally:
+    """What a run has counted so far (saved in every checkpoint): ``step``, clips ``seen``, ``elapsed``
+    seconds before this process started, skipped samples by reason (``bad``) and the first of their files."""
+
+    step: int = 0
+    seen: int = 0
+    elapsed_before: float = 0.0
+    bad: dict[str, int] = field(default_factory=dict)
+    bad_files: list[str] = field(default_factory=list)
+
+
+class Pretraining:
+    """One pretraining run, in named steps: :meth:`__init__` builds (processes, data, model, objective,
+    optimiser), :meth:`resume` restores a checkpoint, :meth:`run` loops over :meth:`step`, :meth:`log`
+    and :meth:`checkpoint`, and :meth:`finish` writes the final model and summary."""
+
+    def __init__(self, cfg: RecipeConfig, resume: bool = False, overwrite: bool = False, on_checkpoint=None):
+        t = self.t = cfg.train
+        self.cfg, self.on_checkpoint = cfg, on_checkpoint
+        self.info = info = init_distributed(t.device)
+        if t.threads > 0 and info.device.type == "cpu":
+            torch.set_num_threads(t.threads)
+        check_dependencies(cfg)
+        self.out = prepare_out_dir(cfg, resume, overwrite) if info.is_main else Path(t.out_dir)
+        reseed(t.seed, info.rank, 0)
+        root, train_list, val_list = self._data_paths()
+        self.model = model = self._build_model()
+        self.streams = train_streams(cfg, root, train_list, info)
+        for name, stream in self.streams.items():
+            attach_frame_store(cfg, stream.dataset, info, name)
+        attach_text_features(cfg, model, self.streams, info)
+        # The objective may own parameters and state (CPD's memory bank of every training pair); the Pretrainer
+        # runs model and objective as one module, so DDP and the optimiser see both.
+        self.objective = build_objective(cfg.objective, model, index_space(self.streams["main"].dataset)).to(info.device).train()
+        self.net = Pretrainer(model, self.objective)
+        self.curriculum = Curriculum(t.curriculum, model, validation_data(cfg, root, val_list, info))
+        self.fsdp = t.strategy == "fsdp" and info.world_size > 1
+        if self.fsdp:  # before the optimiser, which must hold the sharded parameters
+            shard_fsdp(self.net, bf16=uses_bf16(t.precision, info.device))
+        self.opt = build_optimizer(model, t, extra=self.objective)
+        self.sched = build_scheduler(self.opt, t)
+        self.tally = Tally()
+        self.resumed_from = self.resume() if resume else None
         if info.is_main:
-            print(f"[tvts] video encoder initialised from {t.init_mae} (ignored MAE keys: {len(ignored)})")
-    model.to(info.device).train()
-    streams = train_streams(cfg, root, train_list, info)
-    for name, stream in streams.items():
-        attach_frame_store(cfg, stream.dataset, info, name)
-    attach_text_features(cfg, model, streams, info)
-    # The objective may own parameters and state (CPD's memory bank of every training pair); the Pretrainer
-    # runs model and objective as one module, so DDP and the optimiser see both.
-    objective = build_objective(cfg.objective, model, index_space(streams["main"].dataset)).to(info.device).train()
-    net = Pretrainer(model, objective)
-    curriculum = Curriculum(t.curriculum, model, validation_data(cfg, root, val_list, info))
-    fsdp = t.strategy == "fsdp" and info.world_size > 1
-    if fsdp:  # before the optimiser, which must hold the sharded parameters
-        shard_fsdp(net, bf16=uses_bf16(t.precision, info.device))
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=info.is_main,
+                                  truncate_after=self.tally.step if self.resumed_from else 0,
+                                  tensorboard_dir=self.out / "tensorboard" if t.tensorboard else None,
+                                  wandb_project=t.wandb_project, run_config=to_dict(cfg))
+        self.t0 = time.time()
 
-    def wrap() -> torch.nn.Module:
-        if info.world_size == 1 or fsdp:
-            return net
+    def _data_paths(self) -> tuple[Path, Path, Path]:
+        """Building the embedded dataset (process 0) must finish before any process reads it."""
+        if self.info.is_main:
+            paths = data_paths(self.cfg)
+        if self.info.world_size > 1:
+            dist.barrier()
+        if not self.info.is_main:
+            paths = data_paths(replace(self.cfg, train=replace(self.t, progress=False)))
+        return paths
+
+    def _build_model(self) -> torch.nn.Module:
+        t = self.t
+        model = build_model(self.cfg.model)
+        if t.init_from:
+            # The recipe's model config decides the architecture and its options (freezing, checkpointing);
+            # the folder gives the weights, loaded strictly.
+            load_state_strict(model, load_file(str(Path(t.init_from) / "model.safetensors")), t.init_from)
+        if t.init_mae:
+            ignored = init_video_from_mae(model, t.init_mae)
+            if self.info.is_main:
+                print(f"[tvts] video encoder initialised from {t.init_mae} (ignored MAE keys: {len(ignored)})")
+        return model.to(self.info.device).train()
+
+    def wrapped(self) -> torch.nn.Module:
+        """The module a step runs: the Pretrainer itself (one process, or FSDP), or DDP around it."""
+        if self.info.world_size == 1 or self.fsdp:
+            return self.net
         # Objectives and caption batches leave some parameters without a gradient in some steps. Buffers
         # are not broadcast: a memory bank is updated identically on every process, and batch-norm
         # statistics stay per process.
-        return DistributedDataParallel(net, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+        return DistributedDataParallel(self.net, device_ids=[self.info.device.index] if self.info.device.type == "cuda" else None,
                                        find_unused_parameters=True, broadcast_buffers=False)
 
-    opt = build_optimizer(model, t, extra=objective)
-    sched = build_scheduler(opt, t)
-
-    step, bad, seen, elapsed_before = 0, {}, 0, 0.0
-    bad_files: list[str] = []  # the first files of skipped samples (this process), for the summary
-    ckpt = latest_checkpoint(out) if resume else None
-    if resume and ckpt is None and info.is_main:
-        print(f"[tvts] no checkpoint in {out}; starting from scratch")
-    if ckpt is not None:
+    # ------------------------------------------------------------------ resume
+    def resume(self) -> Path | None:
+        """Restore the newest checkpoint of the run folder (weights, optimiser, scheduler, curriculum, counts,
+        the data streams' positions); returns it, or None when there is none."""
+        t, info = self.t, self.info
+        ckpt = latest_checkpoint(self.out)
+        if ckpt is None:
+            if info.is_main:
+                print(f"[tvts] no checkpoint in {self.out}; starting from scratch")
+            return None
         state = load_trainer_state(ckpt)
-        if is_sharded(ckpt) != fsdp:
+        if is_sharded(ckpt) != self.fsdp:
             raise ConfigError(f"{ckpt} was written {'with' if is_sharded(ckpt) else 'without'} FSDP sharding; resume it "
                               f"with the same train.strategy and several processes", field="train.strategy")
-        if fsdp:
-            load_sharded_checkpoint(ckpt, net, opt)
+        if self.fsdp:
+            load_sharded_checkpoint(ckpt, self.net, self.opt)
         else:
-            load_state_strict(model, load_file(str(ckpt / "model.safetensors")), str(ckpt))
-            load_objective_state(objective, ckpt)
-            curriculum.load_state_dict(state.get("curriculum", {}), opt, sched)  # before the optimiser: stage II adds a group
-            opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, seen, elapsed_before = int(state["step"]), int(state["seen"]), float(state["elapsed"])
-        bad = {k: int(v) for k, v in state["bad"].items()}
-        for name, stream in streams.items():
+            load_state_strict(self.model, load_file(str(ckpt / "model.safetensors")), str(ckpt))
+            load_objective_state(self.objective, ckpt)
+            self.curriculum.load_state_dict(state.get("curriculum", {}), self.opt, self.sched)  # stage II adds a group
+            self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.tally = Tally(int(state["step"]), int(state["seen"]), float(state["elapsed"]),
+                           {k: int(v) for k, v in state["bad"].items()})
+        for name, stream in self.streams.items():
             pos = state["data_position"][name]
             if pos["samples"] != len(stream.dataset) or pos["batch_size"] != t.batch_size or pos["world_size"] != info.world_size:
                 raise ValueError(f"{ckpt} was written for {pos} ({name} stream); this run has {len(stream.dataset)} samples, "
                                  f"batch {t.batch_size}, {info.world_size} processes: it cannot resume exactly")
             stream.seek(pos["epoch"], pos["batch"])
-        reseed(t.seed, info.rank, step)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    log = MetricsLog(out / "metrics.jsonl", enabled=info.is_main, truncate_after=step if ckpt else 0,
-                     tensorboard_dir=out / "tensorboard" if t.tensorboard else None,
-                     wandb_project=t.wandb_project, run_config=to_dict(cfg))
+        reseed(t.seed, info.rank, self.tally.step)
+        return ckpt
 
-    def checkpoint_now() -> None:
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> Path:
+        t, tally = self.t, self.tally
+        lines = self.info.is_main and t.progress and not sys.stdout.isatty()  # a log file: plain lines, not a bar
+        bar = None
+        if self.info.is_main and t.progress and not lines:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=t.steps, initial=tally.step, desc="pretrain", dynamic_ncols=True)
+        self.t0 = time.time()
+        self.window, self.window_t, self.window_clips = {}, time.time(), 0
+        time_limit = t.time_limit_minutes * 60 if t.time_limit_minutes > 0 else math.inf
+        self.ddp_net, self.params = self.wrapped(), [p for p in self.net.parameters() if p.requires_grad]
+        while tally.step < t.steps:
+            self.step()
+            out_of_time = time.time() - self.t0 > time_limit
+            if tally.step % t.log_every == 0 or tally.step == t.steps or out_of_time:
+                self.log(lines, bar)
+            if bar is not None:
+                bar.update(1)
+            if tally.step % t.ckpt_every == 0 or tally.step == t.steps or out_of_time:
+                self.checkpoint()
+            if out_of_time:
+                if self.info.is_main:
+                    print(f"[tvts] time limit of {t.time_limit_minutes} min reached at step {tally.step}")
+                break
+        if bar is not None:
+            bar.close()
+        return self.finish()
+
+    def step(self) -> None:
+        """One optimisation step on the next batch of its stream, its numbers added to the logging window and
+        its skipped samples counted (a run with too much bad data stops here)."""
+        cfg, info, tally = self.cfg, self.info, self.tally
+        stream = self.streams["captions"] if is_caption_step(tally.step, cfg.data.caption_ratio) else self.streams["main"]
+        batch = to_device(stream.next(), info.device)
+        loss, losses, metrics, grad_norm = train_step(self.ddp_net, batch, self.opt, self.sched, self.params,
+                                                      self.t.precision, self.t.grad_clip, info.device)
+        tally.step += 1
+        if self.curriculum.advance(tally.step, self.opt, self.sched):
+            # Stage II: the text encoder now trains; DDP must be rebuilt to see its parameters.
+            self.ddp_net, self.params = self.wrapped(), [p for p in self.net.parameters() if p.requires_grad]
+            if info.is_main:
+                print(f"[tvts] curriculum stage II from step {tally.step}: text encoder trains at {self.t.curriculum.text_lr:g}")
+        clips = len(batch["texts"]) * info.world_size
+        self.window_clips += clips
+        tally.seen += clips
+        # Sums over the logging window (tensors, so a GPU is not synchronised every step); a caption step
+        # has no sort terms, so each key keeps its own count.
+        for k, v in {"loss": loss, **{f"loss_{n}": x for n, x in losses.items()}, **metrics, "grad_norm": grad_norm}.items():
+            total, count = self.window.get(k, (0.0, 0))
+            self.window[k] = (total + v.detach().float(), count + 1)
+        for k, v in all_reduce_sum(batch["skipped"], info.device).items():
+            tally.bad[k] = tally.bad.get(k, 0) + int(v)
+        tally.bad_files += batch["bad_paths"][: max(0, 20 - len(tally.bad_files))]
+        n_bad = sum(tally.bad.values())
+        if (tally.seen >= 100 or tally.step == self.t.steps) and n_bad / (n_bad + tally.seen) > cfg.data.max_bad_fraction:
+            # Checked from 100 samples on, and at the last step whatever the count: a short run on bad data
+            # does not end quietly.
+            raise DataError(f"too much bad data (> data.max_bad_fraction={cfg.data.max_bad_fraction}): "
+                            + bad_summary(tally.bad, tally.seen, tally.bad_files) + "; check the corpus with `tvts data check`")
+
+    def log(self, lines: bool, bar) -> None:
+        """One metrics row: the means of the logging window, the learning rate, throughput and bad samples."""
+        t, tally = self.t, self.tally
+        now = time.time()
+        row = {"step": tally.step, "epoch": self.streams["main"].position[0], "lr": self.sched.get_last_lr()[0],
+               **self.curriculum.log_fields(),
+               **{k: total.item() / count for k, (total, count) in self.window.items()},
+               "clips_per_s": self.window_clips / max(1e-9, now - self.window_t),
+               "bad": dict(tally.bad), "elapsed": tally.elapsed_before + now - self.t0,
+               "batch": t.batch_size * self.info.world_size, "num_segments": self.cfg.model.num_segments}
+        self.metrics.write(row)
+        n_bad, sort_acc = sum(tally.bad.values()), row.get("sort_segment_acc", float("nan"))
+        if lines:
+            print(f"[tvts] step {tally.step}/{t.steps} loss {row['loss']:.4f} sort_acc {sort_acc:.3f} "
+                  f"clips/s {row['clips_per_s']:.1f} bad {n_bad} elapsed {row['elapsed']:.0f} s", flush=True)
+        if bar is not None:
+            bar.set_postfix(loss=f"{row['loss']:.3f}", sort_acc=f"{sort_acc:.2f}", clips_s=f"{row['clips_per_s']:.1f}",
+                            bad=n_bad)
+        self.window, self.window_t, self.window_clips = {}, time.time(), 0
+
+    # ------------------------------------------------------------------ checkpoints and the end
+    def checkpoint(self) -> None:
+        """Write a checkpoint of the current step (complete or absent), then call the ``on_checkpoint`` hook."""
+        t, info, tally, out = self.t, self.info, self.tally, self.out
         # Where each stream stands (epoch, batches taken in it), and what it was measured against.
         position = {name: {"epoch": st.position[0], "batch": st.position[1], "samples": len(st.dataset),
-                           "batch_size": t.batch_size, "world_size": info.world_size} for name, st in streams.items()}
-        state = {"step": step, "seen": seen, "elapsed": elapsed_before + time.time() - t0, "bad": bad,
-                 "data_position": position, "scheduler": sched.state_dict(), "curriculum": curriculum.state_dict()}
+                           "batch_size": t.batch_size, "world_size": info.world_size} for name, st in self.streams.items()}
+        state = {"step": tally.step, "seen": tally.seen, "elapsed": tally.elapsed_before + time.time() - self.t0,
+                 "bad": tally.bad, "data_position": position, "scheduler": self.sched.state_dict(),
+                 "curriculum": self.curriculum.state_dict()}
         path = None
         try:
-            if fsdp:
-                path = save_sharded_checkpoint(out, step, net, opt, state, json.dumps(to_dict(model.config), indent=2),
-                                               info.is_main)
+            if self.fsdp:
+                path = save_sharded_checkpoint(out, tally.step, self.net, self.opt, state,
+                                               json.dumps(to_dict(self.model.config), indent=2), info.is_main)
             elif info.is_main:
-                path = save_checkpoint(out, step, model, {**state, "optimizer": opt.state_dict()}, objective,
-                                       preprocessor=processor(cfg).to_dict())
+                path = save_checkpoint(out, tally.step, self.model, {**state, "optimizer": self.opt.state_dict()},
+                                       self.objective, preprocessor=processor(self.cfg).to_dict())
         except OSError as e:
             last = latest_checkpoint(out)
-            raise DataError(f"cannot write the step-{step} checkpoint into {out / 'checkpoints'}: {e.strerror or e}"
+            raise DataError(f"cannot write the step-{tally.step} checkpoint into {out / 'checkpoints'}: {e.strerror or e}"
                             f"; {'the previous checkpoint ' + str(last) + ' is intact' if last else 'no earlier checkpoint'}"
                             ) from None
         if info.world_size > 1:
             dist.barrier()
-        reseed(t.seed, info.rank, step)
-        if on_checkpoint is not None:
-            on_checkpoint(step, path or out / "checkpoints" / f"step_{step:08d}")
+        reseed(t.seed, info.rank, tally.step)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(tally.step, path or out / "checkpoints" / f"step_{tally.step:08d}")
 
-    bar = None
-    lines = info.is_main and t.progress and not sys.stdout.isatty()  # a log file: plain lines, not a redrawn bar
-    if info.is_main and t.progress and not lines:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=t.steps, initial=step, desc="pretrain", dynamic_ncols=True)
-    t0 = time.time()
-    window, window_t, window_clips = {}, time.time(), 0
-    time_limit = t.time_limit_minutes * 60 if t.time_limit_minutes > 0 else math.inf
-    ddp_net = wrap()
-    params = [p for p in net.parameters() if p.requires_grad]
-    while step < t.steps:
-        stream = streams["captions"] if is_caption_step(step, cfg.data.caption_ratio) else streams["main"]
-        batch = to_device(stream.next(), info.device)
-        loss, losses, metrics, grad_norm = train_step(ddp_net, batch, opt, sched, params, t.precision, t.grad_clip, info.device)
-        step += 1
-        if curriculum.advance(step, opt, sched):
-            # Stage II: the text encoder now trains; DDP must be rebuilt to see its parameters.
-            ddp_net, params = wrap(), [p for p in net.parameters() if p.requires_grad]
-            if info.is_main:
-                print(f"[tvts] curriculum stage II from step {step}: text encoder trains at {t.curriculum.text_lr:g}")
-        clips = len(batch["texts"]) * info.world_size
-        window_clips += clips
-        seen += clips
-        # Sums over the logging window (tensors, so a GPU is not synchronised every step); a caption step
-        # has no sort terms, so each key keeps its own count.
-        for k, v in {"loss": loss, **{f"loss_{n}": x for n, x in losses.items()}, **metrics, "grad_norm": grad_norm}.items():
-            total, count = window.get(k, (0.0, 0))
-            window[k] = (total + v.detach().float(), count + 1)
-        for k, v in all_reduce_sum(batch["skipped"], info.device).items():
-            bad[k] = bad.get(k, 0) + int(v)
-        bad_files += batch["bad_paths"][: max(0, 20 - len(bad_files))]
-        n_bad = sum(bad.values())
-        if (seen >= 100 or step == t.steps) and n_bad / (n_bad + seen) > cfg.data.max_bad_fraction:
-            # Checked from 100 samples on, and at the last step whatever the count: a short run on bad data
-            # does not end quietly.
-            raise DataError(f"too much bad data (> data.max_bad_fraction={cfg.data.max_bad_fraction}): "
-                            + bad_summary(bad, seen, bad_files) + "; check the corpus with `tvts data check`")
-        out_of_time = time.time() - t0 > time_limit
-        if step % t.log_every == 0 or step == t.steps or out_of_time:
-            # Loss terms and metrics are means over the steps since the last row.
-            row = {"step": step, "epoch": streams["main"].position[0], "lr": sched.get_last_lr()[0],
-                   **curriculum.log_fields(),
-                   **{k: total.item() / count for k, (total, count) in window.items()},
-                   "clips_per_s": window_clips / max(1e-9, time.time() - window_t),
-                   "bad": dict(bad), "elapsed": elapsed_before + time.time() - t0,
-                   "batch": t.batch_size * info.world_size, "num_segments": cfg.model.num_segments}
-            log.write(row)
-            if lines:
-                print(f"[tvts] step {step}/{t.steps} loss {row['loss']:.4f} "
-                      f"sort_acc {row.get('sort_segment_acc', float('nan')):.3f} clips/s {row['clips_per_s']:.1f} "
-                      f"bad {n_bad} elapsed {row['elapsed']:.0f} s", flush=True)
-            window, window_t, window_clips = {}, time.time(), 0
-            if bar is not None:
-                bar.set_postfix(loss=f"{row['loss']:.3f}", sort_acc=f"{row.get('sort_segment_acc', float('nan')):.2f}",
-                                clips_s=f"{row['clips_per_s']:.1f}", bad=n_bad)
-        if bar is not None:
-            bar.update(1)
-        if step % t.ckpt_every == 0 or step == t.steps or out_of_time:
-            checkpoint_now()
-        if out_of_time:
-            if info.is_main:
-                print(f"[tvts] time limit of {t.time_limit_minutes} min reached at step {step}")
-            break
-    if bar is not None:
-        bar.close()
-    log.close()
-    full = full_model_state(net) if fsdp else None  # collective: gathered onto process 0
-    if info.is_main:
-        model.save_pretrained(out / "model", state_dict=full, preprocessor=processor(cfg).to_dict())
-        summary = {"steps": step, "seen": seen, "bad": bad, "bad_files": bad_files,
-                   "seconds": elapsed_before + time.time() - t0, "world_size": info.world_size}
-        print(f"[tvts] {bad_summary(bad, seen, bad_files)}")
-        table = getattr(model.text_model, "feature_table", None)
-        if table is not None:  # texts that had to be encoded in a step (this process, since it started)
-            summary["text_features"] = {"texts": len(table), "misses": table.misses}
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
-        plot_training_curves(out / "metrics.jsonl", out / "training_curves.png")
-    if info.world_size > 1:
-        dist.barrier()
-    return out
+    def finish(self) -> Path:
+        """The final ``model/`` (with its video processor), ``train_summary.json`` and the curves PNG."""
+        info, tally, out = self.info, self.tally, self.out
+        self.metrics.close()
+        full = full_model_state(self.net) if self.fsdp else None  # collective: gathered onto process 0
+        if info.is_main:
+            self.model.save_pretrained(out / "model", state_dict=full, preprocessor=processor(self.cfg).to_dict())
+            summary = {"steps": tally.step, "seen": tally.seen, "bad": tally.bad, "bad_files": tally.bad_files,
+                       "seconds": tally.elapsed_before + time.time() - self.t0, "world_size": info.world_size}
+            print(f"[tvts] {bad_summary(tally.bad, tally.seen, tally.bad_files)}")
+            table = getattr(self.model.text_model, "feature_table", None)
+            if table is not None:  # texts that had to be encoded in a step (this process, since it started)
+                summary["text_features"] = {"texts": len(table), "misses": table.misses}
+            (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+            plot_training_curves(out / "metrics.jsonl", out / "training_curves.png")
+        if info.world_size > 1:
+            dist.barrier()
+        return out
