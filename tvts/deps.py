@@ -14,6 +14,7 @@ EXTRAS = {
     "open_clip": "clip",
     "spacy": "svilm",
     "faster_whisper": "asr",
+    "faiss": "faiss",
 }
 NOTES = {"torchcodec.decoders": " and FFmpeg's shared libraries (Debian: apt-get install ffmpeg)"}
 
