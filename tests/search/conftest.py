@@ -60,6 +60,12 @@ def build_with(model_and_dir, videos: Path, out: Path, **kw) -> dict:
 
 
 @pytest.fixture(scope="session")
+def index_with():
+    """``index_with((model, model_dir), videos, out, **kw)``: :func:`build_with` for any model."""
+    return build_with
+
+
+@pytest.fixture(scope="session")
 def build(tiny_model):
     """``build(videos, out, **kw)``: index ``videos`` into ``out`` with the tiny model."""
     return lambda videos, out, **kw: build_with(tiny_model, videos, out, **kw)
