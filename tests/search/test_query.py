@@ -73,6 +73,42 @@ def test_more_like_a_moment_or_a_video_leaves_the_example_out(small_index):
         like_query(idx, "nope.mp4", None)
 
 
+def test_more_like_a_file_outside_the_index_embeds_it_as_the_index_would(small_index, narrated, tiny_model, tmp_path):
+    import shutil
+
+    idx = SearchIndex(small_index)
+    name = idx.videos[3]["video"]
+    copy = tmp_path / "elsewhere.mp4"
+    shutil.copyfile(narrated["dir"] / name, copy)
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return tiny_model[0]
+
+    for seconds in (None, 7.3):
+        q, exclude = like_query(idx, str(copy), seconds, model_loader=loader)
+        assert exclude == {}  # not the index's file: nothing left out
+        want = idx.clips[3] if seconds is None else idx.windows[idx.window_at(3, seconds)]
+        assert torch.allclose(q, want, atol=1e-5)
+    assert len(calls) == 2
+    # the indexed file itself, by its path: the index's rows, no model needed
+    q, exclude = like_query(idx, str(narrated["dir"] / name), None, model_loader=loader)
+    assert torch.equal(q, idx.clips[3]) and exclude == {"exclude_video": 3} and len(calls) == 2
+    with pytest.raises(ConfigError, match="not in the index"):  # without a loader (the server): never read
+        like_query(idx, str(copy), None)
+
+
+def test_faiss_missing_is_one_line_naming_the_extra(small_index, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    idx = SearchIndex(small_index)
+    with pytest.raises(ConfigError, match=r"pip install 'tvts\[faiss\]'") as e:
+        idx.search(idx.windows[0], k=1, backend="faiss")
+    assert "\n" not in str(e.value)
+
+
 def test_faiss_gives_the_exact_results(small_index):
     pytest.importorskip("faiss")
     idx = SearchIndex(small_index)

@@ -40,7 +40,7 @@ def cmd_search(args) -> int:
         raise ConfigError("give a text query or --like VIDEO[@SECONDS] (one of them)", field="query")
     index = SearchIndex(args.index)
     if args.like:
-        q, exclude = like_query(index, *parse_like(args.like))
+        q, exclude = like_query(index, *parse_like(args.like), model_loader=lambda: load_query_model(index, args.model))
     else:
         q, exclude = text_query(load_query_model(index, args.model), args.query), {}
     moments = index.search(q, args.k, backend=args.backend, **exclude)
@@ -87,7 +87,7 @@ def add_search_parsers(subparsers) -> None:
     sp.add_argument("index", help="an index folder (tvts index)")
     sp.add_argument("query", nargs="?", default=None, help='a text, e.g. "a person opens a door"')
     sp.add_argument("--like", default=None, metavar="VIDEO[@SECONDS]",
-                    help="video-to-video: moments like this indexed video (or its window at SECONDS)")
+                    help="video-to-video: moments like this video (indexed, or any file) or its window at SECONDS")
     sp.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many moments (default {DEFAULT_K})")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.add_argument("--backend", default="exact", choices=("exact", "faiss"),

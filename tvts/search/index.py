@@ -253,7 +253,7 @@ def _probe_all(videos: list[VideoFile], timeout: float) -> tuple[list[VideoFile]
 def model_record(model, model_dir: str) -> dict:
     from tvts.eval.extract import weights_fingerprint
 
-    return {"dir": str(model_dir), "name": model.config.name, "family": getattr(model.config, "family", "tvts"),
+    return {"dir": str(Path(model_dir).resolve()), "name": model.config.name, "family": getattr(model.config, "family", "tvts"),
             "weights_sha256": weights_fingerprint(model), "embed_dim": int(model.config.embed_dim)}
 
 

@@ -163,14 +163,62 @@ def parse_like(spec: str) -> tuple[str, float | None]:
     return m["video"], float(m["t"]) if m["t"] is not None else None
 
 
-def like_query(index: SearchIndex, video: str, seconds: float | None) -> tuple[torch.Tensor, dict]:
-    """(query embedding, what to exclude) for "more like" an indexed video, or one moment of it."""
-    v = index.video_number(video)
+def like_query(index: SearchIndex, video: str, seconds: float | None, model_loader=None) -> tuple[torch.Tensor, dict]:
+    """(query embedding, what to leave out) for "more like" ``video`` (an indexed name, or a path inside the
+    indexed folder), or its window nearest ``seconds``. With ``model_loader`` (a function returning the index's
+    model), any other video file is embedded with the index's preprocessing; without it, it is an error (the
+    server never reads files its client names)."""
+    name = video
+    if name not in index.by_name and model_loader is not None and Path(video).is_file():
+        real, root = Path(video).resolve(), index.root.resolve()
+        if real.is_relative_to(root) and real.relative_to(root).as_posix() in index.by_name:
+            name = real.relative_to(root).as_posix()
+        else:
+            return file_query(model_loader(), index, video, seconds), {}
+    v = index.video_number(name)
     if seconds is None:
         return index.clips[v], {"exclude_video": v}
     row = index.window_at(v, seconds)
     span = tuple(float(x) for x in index.window_span[row])
     return index.windows[row], {"exclude_video": v, "exclude_span": span}
+
+
+def processor_from_record(rec: dict, source: str = "index.json"):
+    """The :class:`~tvts.search.index.WindowProcessor` an index recorded (refused when this version of tvts
+    would not preprocess exactly as recorded)."""
+    from tvts.data.transforms import VideoTransform
+    from tvts.search.index import WindowProcessor
+
+    t = rec["transform"]
+    proc = WindowProcessor(rec["num_frames"], VideoTransform(
+        t["crop"]["size"], t["resize"]["resize_ratio"], train=False, mean=t["mean"], std=t["std"],
+        interpolation=t["resize"]["interpolation"], time_order=t["time_order"]))
+    def same(r: dict) -> dict:  # a newer torchvision alone does not stop a query
+        return {**r, "transform": {k: v for k, v in r["transform"].items() if k != "library"}}
+
+    if same(proc.record()) != same(rec):
+        raise ConfigError(f"cannot rebuild the index's preprocessing {rec} (this tvts gives {proc.record()})",
+                          field="preprocessing", source=source)
+    return proc
+
+
+@torch.no_grad()
+def file_query(model, index: SearchIndex, path: str, seconds: float | None) -> torch.Tensor:
+    """The embedding of a video file outside the index: its whole clip, or its window nearest ``seconds``,
+    preprocessed as the index was."""
+    from tvts.data.decode import decode_frames, probe
+    from tvts.search.index import window_spans
+
+    proc = processor_from_record(index.settings["preprocessing"], str(index.folder / "index.json"))
+    duration = probe(path).duration
+    if seconds is None:
+        span = (0.0, duration)
+    else:
+        spans = window_spans(duration, index.settings["window"], index.settings["stride"])
+        span = min(spans, key=lambda s: abs((s[0] + s[1]) / 2 - seconds))
+    frames = decode_frames(path, proc.times(*span))
+    model.eval()
+    return F.normalize(model.encode_video(proc(frames)[None]).float().cpu()[0], dim=0)
 
 
 def load_query_model(index: SearchIndex, model_dir: str | None = None, device="cpu"):

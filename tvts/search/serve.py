@@ -82,7 +82,8 @@ class SearchApp:
             model = self.load_model()
             with self.lock:
                 query, exclude = text_query(model, q), {}
-        moments = self.index.search(query, k, backend=self.backend, **exclude)
+        with self.lock:  # FAISS builds its index on the first query
+            moments = self.index.search(query, k, backend=self.backend, **exclude)
         return [{**m.to_dict(), "video_url": self.video_url(m.video, m.start, m.end), "thumb_url": "/" + m.thumb}
                 for m in moments]
 
