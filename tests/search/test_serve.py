@@ -151,3 +151,24 @@ def test_requests_for_another_host_are_refused(server):
     status, _ = _raw(server, "/api/info", {"Host": "attacker.example:80"})
     assert status == 403
     assert _raw(server, "/api/info", {"Host": f"localhost:{server['port']}"})[0] == 200
+
+
+def test_the_command_binds_127_0_0_1_and_serves(small_index):
+    """``tvts serve INDEX --port 0`` as a user runs it: it prints its address (this machine only) and answers."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "tvts.cli", "serve", str(small_index), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert "serving" in line and "http://127.0.0.1:" in line, line
+        url = line.split("at ", 1)[1].split()[0]
+        assert requests.get(url + "api/info", timeout=30).json()["windows"] > 0
+        r = requests.get(url + "api/search", params={"q": "a star shrinks", "k": 2}, timeout=30)
+        assert r.status_code == 200 and len(r.json()["moments"]) == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
