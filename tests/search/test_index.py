@@ -172,6 +172,13 @@ def test_bad_files_are_skipped_counted_and_named(narrated, build, copy_videos, t
     assert [r["video"] for r in read_index(tmp_path / "index").videos] == names[:2]
 
 
-def test_not_an_index_is_one_clear_error(tmp_path):
+def test_not_an_index_is_one_clear_error(tmp_path, small_index):
     with pytest.raises(ConfigError, match="no search index"):
         read_index(tmp_path)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    data = (small_index / INDEX_FILE).read_bytes()
+    (cut / INDEX_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="cannot read the index") as e:
+        read_index(cut)
+    assert str(cut / INDEX_FILE) in str(e.value) and "\n" not in str(e.value)

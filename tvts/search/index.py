@@ -154,14 +154,21 @@ def read_index(folder: str | os.PathLike) -> IndexData:
     path = Path(folder) / INDEX_FILE
     if not path.is_file():
         raise ConfigError(f"no search index here (no {INDEX_FILE}): build one with `tvts index`", source=str(folder))
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise ConfigError(f"not a {FORMAT} index (format {meta.get('format')!r})", field="format", source=str(path))
-        t = {k: f.get_tensor(k) for k in ("windows", "clips", "window_video", "window_span")}
-    settings, videos = json.loads(meta["settings"]), json.loads(meta["videos"])
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise ConfigError(f"not a {FORMAT} index (format {meta.get('format')!r})", field="format", source=str(path))
+            t = {k: f.get_tensor(k) for k in ("windows", "clips", "window_video", "window_span")}
+        settings, videos = json.loads(meta["settings"]), json.loads(meta["videos"])
+    except ConfigError:
+        raise
+    except Exception as e:  # cut short, or not written by tvts index
+        raise ConfigError(f"cannot read the index ({type(e).__name__}: {str(e)[:120]}): delete it and build it again",
+                          source=str(path)) from None
     n = t["windows"].shape[0]
-    if t["window_video"].shape != (n,) or t["window_span"].shape != (n, 2) or t["clips"].shape[0] != len(videos):
+    if (t["window_video"].shape != (n,) or t["window_span"].shape != (n, 2) or t["clips"].shape[0] != len(videos)
+            or sum(r["windows"] for r in videos) != n):
         raise ConfigError(f"{n} windows, {t['window_video'].shape[0]} window rows, {t['clips'].shape[0]} clips for "
                           f"{len(videos)} videos: delete the index and build it again", field="windows", source=str(path))
     info = Path(folder) / "index.json"
@@ -294,9 +301,11 @@ def build_index(model, videos_root: str | os.PathLike, out: str | os.PathLike, *
     # What is already embedded: {key: (video record, window rows, clip row, spans)}
     done: dict[str, tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     if old is not None:
-        for i, rec in enumerate(old.videos):
-            rows = old.window_video == i
-            done[rec["key"]] = (rec, old.windows[rows], old.clips[i], old.window_span[rows])
+        a = 0
+        for i, rec in enumerate(old.videos):  # a video's windows are consecutive rows
+            b = a + rec["windows"]
+            done[rec["key"]] = (rec, old.windows[a:b], old.clips[i], old.window_span[a:b])
+            a = b
     for p in sorted(parts.glob("*.safetensors")):
         try:
             rec, t = _read_part(p)
