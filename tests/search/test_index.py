@@ -134,6 +134,16 @@ def test_a_crash_mid_update_leaves_the_old_index_and_the_rerun_resumes(narrated,
     _same_index(out, fresh)
 
 
+def test_decoding_workers_and_the_time_limit_give_the_same_index(narrated, build, copy_videos, tmp_path):
+    videos = copy_videos(narrated["dir"], tmp_path / "videos", sorted(narrated["events"])[:2])
+    build(videos, tmp_path / "plain")
+    res = build(videos, tmp_path / "workers", workers=2, timeout=60.0, batch_size=3)  # chunks of 3 windows
+    assert res["failed"] == [] and res["videos"] == 2
+    _same_index(tmp_path / "plain", tmp_path / "workers")
+    assert sorted(p.name for p in (tmp_path / "plain" / "thumbs").rglob("*.jpg")) == \
+           sorted(p.name for p in (tmp_path / "workers" / "thumbs").rglob("*.jpg"))
+
+
 def test_one_index_holds_one_model_and_one_preprocessing(narrated, build, copy_videos, tmp_path, tiny_model):
     import copy
 

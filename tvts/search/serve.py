@@ -277,6 +277,10 @@ def make_server(app: SearchApp, host: str = "127.0.0.1", port: int = 0) -> Threa
 def serve(folder: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, model_dir: str | None = None,
           backend: str = "exact") -> None:
     app = SearchApp(folder, model_dir=model_dir, backend=backend)
+    if backend == "faiss":
+        from tvts.deps import require
+
+        require("faiss", "tvts serve --backend faiss", field="backend")
     app.load_model()  # fail now, not at the first query, when the model is missing or not the index's
     server = make_server(app, host, port)
     h, p = server.server_address[:2]
