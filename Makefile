@@ -10,7 +10,7 @@ ARGS   ?=
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,clip,shards,asr,torchcodec,svilm,tensorboard]"
+	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,clip,shards,asr,torchcodec,svilm,tensorboard,faiss,browser]"
 	@# Debian packages, optional (their tests skip without them): espeak-ng speaks the test sentence of the
 	@# transcription test; ffmpeg brings the shared libraries the torchcodec backend loads.
 	-@{ command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null; } || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \

@@ -1,6 +1,6 @@
 """The built wheel works outside the source tree: installed into a fresh virtual environment (no editable
-install, no checkout on the path), `tvts config demo` finds the named configs shipped inside the package
-and a 3-step pretraining runs from an unrelated folder."""
+install, no checkout on the path), `tvts config demo` finds the named configs shipped inside the package,
+the search page's files are there, and a 3-step pretraining runs from an unrelated folder."""
 
 import shutil
 import site
@@ -44,6 +44,10 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     shown = _run([tvts, "config", "demo"], elsewhere)
     assert "tvts_demo" in shown and "num_segments" in shown
     assert "tvtsv2_vitb16" in _run([tvts, "config", "tvtsv2_vitb16"], elsewhere)
+    # the search page's files ship inside the package (tvts serve reads them with importlib.resources)
+    shipped = _run([fresh_python, "-c", "from importlib import resources; s = resources.files('tvts.search') / 'static'; "
+                    "print(sorted(p.name for p in s.iterdir()))"], elsewhere)
+    assert "page.html" in shipped and "style.css" in shipped
     overrides = ["data.synthetic.out=shapes", "data.synthetic.num_train=12", "data.synthetic.num_val=2",
                  "data.synthetic.num_heldout=8", "data.text_features=false", "data.frame_store=false", "data.cache_dir=cache",
                  "train.steps=3", "train.batch_size=4", "train.ckpt_every=3", "train.out_dir=run", "train.progress=false",

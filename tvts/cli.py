@@ -118,11 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     from tvts.convert_cli import add_convert_parser
     from tvts.data.cli_commands import add_data_parsers
     from tvts.eval.cli_commands import add_eval_parsers, add_extract_parser
+    from tvts.search.cli_commands import add_search_parsers
 
     add_eval_parsers(sub)
     add_extract_parser(sub)
     add_data_parsers(sub)
     add_convert_parser(sub)
+    add_search_parsers(sub)
     return p
 
 

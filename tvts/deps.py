@@ -15,6 +15,7 @@ EXTRAS = {
     "spacy": "svilm",
     "faster_whisper": "asr",
     "wandb": "wandb",
+    "faiss": "faiss",
 }
 NOTES = {"torchcodec.decoders": " and FFmpeg's shared libraries (Debian: apt-get install ffmpeg)"}
 
