@@ -31,6 +31,12 @@ def test_frame_sampling_picks_the_frames_it_names(coded_video, gray_code):
     segments = VideoProcessor(num_frames=4, size=16)
     mid = (np.arange(4) + 0.5) * 30 / 4  # the midpoint of each quarter, in frames
     assert _indices(segments, coded_video, gray_code) == np.floor(mid).astype(int).tolist()
+    for proc in (linspace, segments):  # a search window [1.2, 2.6] s: frames shown in it, in time order
+        t = proc.times(1.2, 2.6, 10.0)
+        assert len(t) == 4 and np.all(np.diff(t) > 0) and 1.2 <= t.min() and t.max() <= 2.6
+        np.testing.assert_allclose(proc.times(0.0, 3.0, 10.0), proc.frame_times(3.0, 10.0, 30)[0])
+    with pytest.raises(ConfigError, match="needs the video's frame rate"):
+        linspace.times(0.0, 1.0)
     for proc in (linspace, segments):  # several clips: each in its own window, in time order
         t = proc.frame_times(3.0, 10.0, 30, clips=3)
         assert t.shape == (3, 4) and np.all(np.diff(t.reshape(-1)) > 0)

@@ -49,12 +49,11 @@ def copy_videos():
 
 def build_with(model_and_dir, videos: Path, out: Path, **kw) -> dict:
     """``build_index`` with the model's own preprocessing (4 s windows every 2 s), no workers, no progress bar."""
-    from tvts.data.transforms import VideoTransform
-    from tvts.search.index import WindowProcessor, build_index
+    from tvts.data.processor import VideoProcessor
+    from tvts.search.index import build_index
 
     model, model_dir = model_and_dir
-    v = model.config.video
-    proc = WindowProcessor(v.num_frames, VideoTransform(v.img_size, 1.2, train=False))
+    proc = VideoProcessor.from_pretrained(model_dir)
     kw = {"window": 4.0, "stride": 2.0, "batch_size": 8, "workers": 0, "progress": False, **kw}
     return build_index(model, videos, out, model_dir=model_dir, processor=proc, **kw)
 

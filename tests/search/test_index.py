@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from tvts.data.decode import decode_frames, probe
-from tvts.data.transforms import VideoTransform
+from tvts.data.processor import VideoProcessor
 from tvts.errors import ConfigError
-from tvts.search.index import INDEX_FILE, WindowProcessor, failed_line, read_index, window_spans
+from tvts.search.index import INDEX_FILE, failed_line, read_index, window_spans
 
 
 @pytest.mark.parametrize("duration,window,stride", [(30.0, 4.0, 2.0), (21.3, 4.0, 2.0), (10.0, 3.0, 3.0), (2.5, 4.0, 2.0),
@@ -43,11 +43,10 @@ def test_index_rows_are_the_model_on_each_window_and_the_clip_as_extract_sees_it
     assert torch.allclose(idx.windows.norm(dim=1), torch.ones(len(idx.windows)), atol=1e-5)
 
     # The whole-clip row is exactly what `tvts extract` (one clip, one crop) gives, normalised.
-    v = model.config.video
-    proc = WindowProcessor(v.num_frames, VideoTransform(v.img_size, 1.2))
     paths = [str(narrated["dir"] / n) for n in names]
-    f = extract_features(model, paths, names, tmp_path / "f.safetensors", model_dir=model_dir, transform=proc.transform,
-                         num_frames=v.num_frames, progress=False)
+    proc = VideoProcessor.from_pretrained(model_dir)
+    f = extract_features(model, paths, names, tmp_path / "f.safetensors", model_dir=model_dir, processor=proc,
+                         progress=False)
     assert f.ids == names
     assert torch.allclose(idx.clips, f.pooled(), atol=1e-5)
 
@@ -59,7 +58,7 @@ def test_index_rows_are_the_model_on_each_window_and_the_clip_as_extract_sees_it
         assert end - start == pytest.approx(min(4.0, vid["duration"]))
         frames = decode_frames(narrated["dir"] / vid["video"], proc.times(start, end))
         with torch.no_grad():
-            want = F.normalize(model.encode_video(proc(frames)[None]).float(), dim=-1)[0]
+            want = F.normalize(model.encode_video(proc(frames)).float(), dim=-1)[0]
         assert torch.allclose(idx.windows[row], want, atol=1e-5), row
     assert idx.videos[0]["duration"] == pytest.approx(probe(paths[0]).duration)
     # one thumbnail per window, a JPEG
@@ -156,7 +155,7 @@ def test_one_index_holds_one_model_and_one_preprocessing(narrated, build, copy_v
     other = copy.deepcopy(model)  # same architecture and name, other weights
     with torch.no_grad():
         next(other.parameters()).add_(0.01)
-    proc = WindowProcessor(4, VideoTransform(16, 1.2))
+    proc = VideoProcessor(num_frames=4, size=16)
     with pytest.raises(ConfigError, match="one index holds one model") as e:
         build_index(other, videos, out, model_dir=model_dir, processor=proc, workers=0, progress=False)
     assert "index.json" in str(e.value) and "model" in str(e.value)

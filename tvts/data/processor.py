@@ -130,6 +130,19 @@ class VideoProcessor:
                               interpolation=self.interpolation, time_order=self.time_order,
                               resize_mode=self.resize_mode)
 
+    def times(self, start: float, end: float, fps: float = 0.0) -> np.ndarray:
+        """``[num_frames]`` seconds to decode for the part ``[start, end]`` of a video (a search window):
+        ``segments``: the midpoints of equal parts; ``linspace``: the frames shown in it (``fps`` needed)."""
+        if self.frame_sampling == "segments":
+            from tvts.data.sampling import tsn_timestamps
+
+            return tsn_timestamps(start, end, self.num_frames, None)
+        if fps <= 0:
+            raise ConfigError("linspace frame sampling needs the video's frame rate", field="frame_sampling")
+        first = int(np.floor(start * fps + 1e-6))
+        last = max(first, int(np.ceil(end * fps - 1e-6)) - 1)
+        return (np.linspace(first, last, self.num_frames).astype(np.int64) + 0.5) / fps
+
     def frame_times(self, duration: float, fps: float, frame_count: int, clips: int = 1) -> np.ndarray:
         """``[clips, num_frames]`` seconds to decode: the video cut into ``clips`` equal windows, sampled in
         each as ``frame_sampling`` says. ``linspace`` picks frame indices and asks for the middle of each
@@ -138,10 +151,8 @@ class VideoProcessor:
             raise ConfigError(f"clips must be >= 1, got {clips}", field="clips")
         t = self.num_frames
         if self.frame_sampling == "segments":
-            from tvts.data.sampling import tsn_timestamps
-
             w = duration / clips
-            return np.stack([tsn_timestamps(j * w, (j + 1) * w, t, None) for j in range(clips)])
+            return np.stack([self.times(j * w, (j + 1) * w) for j in range(clips)])
         n = frame_count if frame_count > 0 else int(round(duration * fps))
         rate = fps if fps > 0 else (n / duration if duration > 0 else 1.0)
         edges = np.linspace(0, n, clips + 1)

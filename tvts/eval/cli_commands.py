@@ -341,14 +341,19 @@ def _encoding(sp) -> None:
     sp.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
     sp.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding videos")
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_processor_options(sp)
+    sp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def add_processor_options(sp, frames_help: str = "frames per clip") -> None:
+    """The options that change the model folder's video processor for one run (:func:`video_processor`)."""
     sp.add_argument("--preset", default=None, choices=tuple(PRESETS),
                     help="preprocessing preset instead of the model folder's preprocessor.json (tvtsv2-extract: the "
                          "released TVTSv2 feature-extraction script; tvtsv2-eval / tvts-eval: the released evaluation code)")
-    sp.add_argument("--num-frames", type=int, default=0, help="frames per clip (default: the model folder's)")
+    sp.add_argument("--num-frames", type=int, default=0, help=f"{frames_help} (default: the model folder's)")
     sp.add_argument("--resize-ratio", type=float, default=None,
                     help="short side = img_size x ratio before the centre crop (default: the model folder's)")
     sp.add_argument("--interpolation", default=None, choices=INTERPOLATIONS, help="default: the model folder's")
-    sp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def _protocol_options(name: str, sp) -> None:

@@ -7,21 +7,20 @@ import json
 import sys
 
 from tvts.data.watchdog import DECODE_TIMEOUT
+from tvts.eval.cli_commands import add_processor_options
 
 DEFAULT_K = 10
 
 
 def cmd_index(args) -> int:
-    from tvts.data.transforms import VideoTransform
     from tvts.device import pick_device
+    from tvts.eval.cli_commands import video_processor
     from tvts.models import load_model
-    from tvts.search.index import WindowProcessor, build_index, failed_line
+    from tvts.search.index import build_index, failed_line
 
     device = pick_device(args.device)
     model = load_model(args.model).to(device).eval()
-    v = model.config.video
-    processor = WindowProcessor(args.num_frames or v.num_frames,
-                                VideoTransform(v.img_size, args.resize_ratio, train=False, interpolation=args.interpolation))
+    processor = video_processor(vars(args))  # the model folder's, as extract uses it
     res = build_index(model, args.videos, args.out, model_dir=args.model, processor=processor, window=args.window,
                       stride=args.stride, batch_size=args.batch_size, workers=args.workers, device=device,
                       progress=args.progress, timeout=args.timeout, thumb_size=args.thumb_size)
@@ -74,9 +73,7 @@ def add_search_parsers(subparsers) -> None:
     sp.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     sp.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding videos")
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    sp.add_argument("--num-frames", type=int, default=0, help="frames per window (default: the model's)")
-    sp.add_argument("--resize-ratio", type=float, default=1.2, help="short side = img_size x ratio before the centre crop")
-    sp.add_argument("--interpolation", default="bilinear", choices=("bilinear", "bicubic", "nearest"))
+    add_processor_options(sp, "frames per window")
     sp.add_argument("--timeout", type=float, default=DECODE_TIMEOUT,
                     help=f"seconds one video's probe or decode may take before it is skipped (0: no limit; "
                          f"default {DECODE_TIMEOUT:g})")

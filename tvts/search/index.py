@@ -37,8 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from tvts.data.sampling import tsn_timestamps
-from tvts.data.transforms import VideoTransform
+from tvts.data.processor import VideoProcessor
 from tvts.data.watchdog import Watchdog
 from tvts.errors import ConfigError, SampleError
 
@@ -48,32 +47,7 @@ DEFAULT_WINDOW = 4.0
 DEFAULT_THUMB = 160
 
 
-# ---------------------------------------------------------------------------------------- preprocessing
-@dataclass
-class WindowProcessor:
-    """The one step from a window of a video to the model's input: ``num_frames`` TSN midpoints in
-    ``[start, end]`` (the sampling ``tvts extract`` uses for one clip over ``[0, duration]``), then the eval
-    :class:`VideoTransform`. ``record()`` is what the index stores and compares."""
-
-    num_frames: int
-    transform: VideoTransform
-
-    def __post_init__(self):
-        if self.transform.train:
-            raise ConfigError("indexing needs an eval transform (train=False)", field="transform")
-
-    def times(self, start: float, end: float) -> np.ndarray:
-        return tsn_timestamps(start, end, self.num_frames, None)
-
-    def __call__(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 ``[T, H, W, 3]`` -> float32 ``[T, 3, S, S]``."""
-        return self.transform(frames, None)
-
-    def record(self) -> dict:
-        return {"num_frames": self.num_frames, "frame_sampling": "TSN midpoints of num_frames equal parts of the window",
-                "transform": self.transform.describe()}
-
-
+# ---------------------------------------------------------------------------------------- windows
 def window_spans(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
     """Windows ``[start, start + window]`` every ``stride`` seconds from 0; the last one ends at ``duration``
     (moved back so that it is whole); a video shorter than ``window`` is one window ``[0, duration]``."""
@@ -107,6 +81,8 @@ class VideoFile:
     size: int
     mtime_ns: int
     duration: float = 0.0
+    fps: float = 0.0
+    frame_count: int = 0
 
     @property
     def key(self) -> str:
@@ -215,9 +191,10 @@ class WindowChunks(Dataset):
     ``thumbs`` (JPEG bytes per window), ``video`` (position in ``videos``), ``first`` (window number of the
     first row), ``last`` (the video's last chunk); on a decoding error ``frames`` is None and ``error`` says why."""
 
-    def __init__(self, videos: list[VideoFile], spans: list[list[tuple[float, float]]], processor: WindowProcessor,
+    def __init__(self, videos: list[VideoFile], spans: list[list[tuple[float, float]]], processor: VideoProcessor,
                  chunk: int, thumb_size: int, timeout: float = 0.0):
         self.videos, self.spans, self.processor, self.thumb_size = videos, spans, processor, thumb_size
+        self.transform = processor.transform()
         self.items = [(v, j, min(j + chunk, len(s))) for v, s in enumerate(spans) for j in range(0, len(s), chunk)]
         self.watchdog = Watchdog(timeout)
 
@@ -228,9 +205,9 @@ class WindowChunks(Dataset):
         v, a, b = self.items[i]
         video, spans = self.videos[v], self.spans[v][a:b]
         base = {"video": v, "first": a, "last": b == len(self.spans[v])}
-        times = [self.processor.times(s, e) for s, e in spans]
-        if a == 0:
-            times.insert(0, self.processor.times(0.0, video.duration))  # the whole clip, as extract samples it
+        times = [self.processor.times(s, e, video.fps) for s, e in spans]
+        if a == 0:  # the whole clip, as extract samples it
+            times.insert(0, self.processor.frame_times(video.duration, video.fps, video.frame_count)[0])
         mids = [min((s + e) / 2, max(video.duration - 1e-3, 0.0)) for s, e in spans]
         try:
             frames = self.watchdog.call("decode_frames", video.path, np.concatenate([*times, mids]), threads=1)
@@ -238,7 +215,7 @@ class WindowChunks(Dataset):
             return {**base, "frames": None, "error": {"reason": e.reason, "detail": e.detail}}
         t = self.processor.num_frames
         clips = frames[: t * len(times)].reshape(len(times), t, *frames.shape[1:])
-        return {**base, "frames": torch.stack([self.processor(c) for c in clips]),
+        return {**base, "frames": torch.stack([self.transform(c, None) for c in clips]),
                 "thumbs": [_thumbnail(f, self.thumb_size) for f in frames[t * len(times):]]}
 
 
@@ -247,7 +224,8 @@ def _probe_all(videos: list[VideoFile], timeout: float) -> tuple[list[VideoFile]
     try:
         for v in videos:
             try:
-                v.duration = float(wd.call("probe", v.path).duration)
+                info = wd.call("probe", v.path)
+                v.duration, v.fps, v.frame_count = float(info.duration), float(info.fps), int(info.num_frames)
                 ok.append(v)
             except SampleError as e:
                 failed.append({"video": v.rel, "path": v.path, "reason": e.reason, "detail": e.detail})
@@ -271,7 +249,7 @@ def _read_part(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 @torch.no_grad()
 def build_index(model, videos_root: str | os.PathLike, out: str | os.PathLike, *, model_dir: str,
-                processor: WindowProcessor, window: float = DEFAULT_WINDOW, stride: float | None = None,
+                processor: VideoProcessor, window: float = DEFAULT_WINDOW, stride: float | None = None,
                 batch_size: int = 16, workers: int = 0, device="cpu", progress: bool = True, timeout: float = 0.0,
                 thumb_size: int = DEFAULT_THUMB, on_video=None) -> dict:
     """Build or update the index ``out`` of every video under ``videos_root`` (see the module docstring).
@@ -284,7 +262,7 @@ def build_index(model, videos_root: str | os.PathLike, out: str | os.PathLike, *
     out, root = Path(out), Path(videos_root)
     if not root.is_dir():
         raise ConfigError("video folder not found", source=str(root))
-    settings = {"model": model_record(model, model_dir), "preprocessing": processor.record(), "window": float(window),
+    settings = {"model": model_record(model, model_dir), "preprocessing": processor.describe(), "window": float(window),
                 "stride": float(stride), "thumb_size": int(thumb_size), "root": str(root.resolve())}
     window_spans(1.0, window, stride)  # validates window and stride
     out.mkdir(parents=True, exist_ok=True)

@@ -184,20 +184,17 @@ def like_query(index: SearchIndex, video: str, seconds: float | None, model_load
 
 
 def processor_from_record(rec: dict, source: str = "index.json"):
-    """The :class:`~tvts.search.index.WindowProcessor` an index recorded (refused when this version of tvts
+    """The :class:`~tvts.data.processor.VideoProcessor` an index recorded (refused when this version of tvts
     would not preprocess exactly as recorded)."""
-    from tvts.data.transforms import VideoTransform
-    from tvts.search.index import WindowProcessor
+    from tvts.data.processor import VideoProcessor
 
-    t = rec["transform"]
-    proc = WindowProcessor(rec["num_frames"], VideoTransform(
-        t["crop"]["size"], t["resize"]["resize_ratio"], train=False, mean=t["mean"], std=t["std"],
-        interpolation=t["resize"]["interpolation"], time_order=t["time_order"]))
+    proc = VideoProcessor.from_dict({k: v for k, v in rec.items() if k != "transform"}, source)
+
     def same(r: dict) -> dict:  # a newer torchvision alone does not stop a query
         return {**r, "transform": {k: v for k, v in r["transform"].items() if k != "library"}}
 
-    if same(proc.record()) != same(rec):
-        raise ConfigError(f"cannot rebuild the index's preprocessing {rec} (this tvts gives {proc.record()})",
+    if same(proc.describe()) != same(rec):
+        raise ConfigError(f"cannot rebuild the index's preprocessing {rec} (this tvts gives {proc.describe()})",
                           field="preprocessing", source=source)
     return proc
 
@@ -210,15 +207,14 @@ def file_query(model, index: SearchIndex, path: str, seconds: float | None) -> t
     from tvts.search.index import window_spans
 
     proc = processor_from_record(index.settings["preprocessing"], str(index.folder / "index.json"))
-    duration = probe(path).duration
-    if seconds is None:
-        span = (0.0, duration)
+    info = probe(path)
+    if seconds is None:  # the whole clip, sampled as the index's whole-clip rows (and extract) sample it
+        times = proc.frame_times(info.duration, info.fps, info.num_frames)[0]
     else:
-        spans = window_spans(duration, index.settings["window"], index.settings["stride"])
-        span = min(spans, key=lambda s: abs((s[0] + s[1]) / 2 - seconds))
-    frames = decode_frames(path, proc.times(*span))
+        spans = window_spans(info.duration, index.settings["window"], index.settings["stride"])
+        times = proc.times(*min(spans, key=lambda s: abs((s[0] + s[1]) / 2 - seconds)), info.fps)
     model.eval()
-    return F.normalize(model.encode_video(proc(frames)[None]).float().cpu()[0], dim=0)
+    return F.normalize(model.encode_video(proc(decode_frames(path, times))).float().cpu()[0], dim=0)
 
 
 def load_query_model(index: SearchIndex, model_dir: str | None = None, device="cpu"):
