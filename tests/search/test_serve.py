@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import shutil
 import threading
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest

@@ -25,7 +25,6 @@ import mimetypes
 import os
 import re
 import threading
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
