@@ -23,6 +23,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tvts.files import CONFIG_NAME
 from tvts.data.segments import GAP, MAX_SEGMENTS, MIN_SEGMENTS, NUM_SEGMENTS, SEGMENT_SECONDS
 from tvts.data.watchdog import DECODE_TIMEOUT
 from tvts.errors import ConfigError
@@ -123,10 +124,6 @@ class SortHeadConfig:
     width: int = 0  # 0: the width of its video input (tvts: the video encoder width; tvtsv2: embed_dim)
     mlp_ratio: float = 4.0
 
-
-# the files of a model folder that describe it (the weights, model.safetensors, are the models' business)
-CONFIG_NAME = "config.json"  # the ModelConfig
-PREPROCESSOR_NAME = "preprocessor.json"  # the video processor (tvts.data.processor)
 
 CONFIG_VERSION = 1  # bump when a field changes meaning; files state the version they were written for
 
@@ -317,7 +314,7 @@ def find_config(name_or_path: str, kind: str = "") -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml", ".json") and p.exists():
         return p
-    if p.is_dir() and (p / "config.json").exists():
+    if p.is_dir() and (p / CONFIG_NAME).exists():
         return p / "config.json"
     base = CONFIG_DIR / kind if kind else CONFIG_DIR
     for cand in (base / f"{name_or_path}.yaml", base / name_or_path):

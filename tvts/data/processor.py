@@ -28,7 +28,7 @@ import numpy as np
 
 from tvts.data.choices import (FRAME_SAMPLINGS, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, PRESETS, RESIZE_MODES,
                                TIME_ORDERS)
-from tvts.config import CONFIG_NAME, PREPROCESSOR_NAME
+from tvts.files import CONFIG_NAME, PREPROCESSOR_NAME
 from tvts.errors import ConfigError
 
 __all__ = ["FRAME_SAMPLINGS", "PRESETS", "VideoProcessor"]

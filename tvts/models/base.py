@@ -18,11 +18,11 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from tvts.config import CONFIG_NAME, PREPROCESSOR_NAME, ModelConfig, model_config_from_dict, to_dict
+from tvts.config import ModelConfig, model_config_from_dict, to_dict
+from tvts.files import CONFIG_NAME, PREPROCESSOR_NAME, WEIGHTS_NAME
 from tvts.errors import CheckpointError, ConfigError
 from tvts.models.vit import VideoTokens
 
-WEIGHTS_NAME = "model.safetensors"
 
 
 class VideoTextModel(nn.Module):

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from tvts.files import CONFIG_NAME
 from tvts.errors import ConfigError
 from tvts.search.index import IndexData, read_index
 
@@ -225,7 +226,7 @@ def load_query_model(index: SearchIndex, model_dir: str | None = None, device="c
 
     rec = index.settings["model"]
     path = model_dir or rec["dir"]
-    if not (Path(path) / "config.json").is_file():
+    if not (Path(path) / CONFIG_NAME).is_file():
         raise ConfigError(f"the index's model folder {path} is not there: pass --model", field="model",
                           source=str(index.folder / "index.json"))
     model = load_model(path).to(device).eval()

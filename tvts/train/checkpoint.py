@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from tvts.files import CONFIG_NAME
 from tvts.errors import CheckpointError
 from tvts.models.base import load_state_strict, replace_dir
 
@@ -77,7 +78,7 @@ def save_sharded_checkpoint(out_dir: str | os.PathLike, step: int, net: torch.nn
     dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / SHARDED_NAME))
     if is_main:
         torch.save(state, tmp / STATE_NAME)
-        (tmp / "config.json").write_text(config_json)
+        (tmp / CONFIG_NAME).write_text(config_json)
     dist.barrier()
     if is_main:
         _finish(root, tmp, final, keep)

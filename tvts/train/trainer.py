@@ -24,6 +24,7 @@ import yaml
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
+from tvts.files import WEIGHTS_NAME
 from tvts.config import RecipeConfig, to_dict
 from tvts.data.build import cache_dir, data_paths, dataset_args, processor, transcript_dataset
 from tvts.data.datasets import TranscriptVideoDataset
@@ -177,7 +178,7 @@ def prepare_out_dir(cfg: RecipeConfig, resume: bool = False, overwrite: bool = F
         for name in previous:
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    if t.init_from and not (Path(t.init_from) / "model.safetensors").is_file():
+    if t.init_from and not (Path(t.init_from) / WEIGHTS_NAME).is_file():
         raise ConfigError(f"no model.safetensors in {t.init_from} (a folder written by tvts pretrain or tvts convert)",
                           field="train.init_from")
     if t.init_mae and not Path(t.init_mae).is_file():
@@ -299,7 +300,7 @@ class Pretraining:
         if t.init_from:
             # The recipe's model config decides the architecture and its options (freezing, checkpointing);
             # the folder gives the weights, loaded strictly.
-            load_state_strict(model, load_file(str(Path(t.init_from) / "model.safetensors")), t.init_from)
+            load_state_strict(model, load_file(str(Path(t.init_from) / WEIGHTS_NAME)), t.init_from)
         if t.init_mae:
             ignored = init_video_from_mae(model, t.init_mae)
             if self.info.is_main:
@@ -333,7 +334,7 @@ class Pretraining:
         if self.fsdp:
             load_sharded_checkpoint(ckpt, self.net, self.opt)
         else:
-            load_state_strict(self.model, load_file(str(ckpt / "model.safetensors")), str(ckpt))
+            load_state_strict(self.model, load_file(str(ckpt / WEIGHTS_NAME)), str(ckpt))
             load_objective_state(self.objective, ckpt)
             self.curriculum.load_state_dict(state.get("curriculum", {}), self.opt, self.sched)  # stage II adds a group
             self.opt.load_state_dict(state["optimizer"])
