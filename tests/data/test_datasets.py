@@ -6,17 +6,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from tvts.data.datasets import (
-    ClipDataset,
     MaskSpec,
     TranscriptVideoDataset,
     collate,
-    collate_clips,
     read_split_list,
     yt_paths,
 )
 from tvts.data.transcripts import load_yt_annotation, segment_texts
 from tvts.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform
-from tvts.errors import ConfigError, SampleError
+from tvts.errors import ConfigError
 
 FPS = 2
 DURATION = 30.0  # 60 frames; frame i is shown during [i / 2, (i + 1) / 2) and its gray level encodes i
@@ -203,26 +201,19 @@ def test_dataloader_two_workers_matches_single_process(yt_root):
         assert batches[1]["video_id"][k] == single["video_id"]
 
 
-def test_clip_dataset(yt_root, gray_code):
+def test_evaluation_clips(yt_root, gray_code):
+    """The evaluation clip of a video (extract's views, through the video processor): the midpoints of equal
+    parts of the whole video; an unreadable file is reported with its reason, not raised."""
+    from tvts.data.processor import VideoProcessor
+    from tvts.eval.extract import ViewsDataset, collate_views
+
     root, _ = yt_root
     paths = [yt_paths(root, _name(i))[0] for i in (0, 1, CORRUPT)]
-    tf = VideoTransform(32, train=False)
-    ds = ClipDataset(paths[:2], num_frames=4, transform=tf, ids=["a", "b"])
+    ds = ViewsDataset(paths, ["a", "b", "bad"], VideoProcessor(num_frames=4, size=32))
     s = ds[1]
-    assert s["video_id"] == "b" and s["index"] == 1 and s["frames"].shape == (4, 3, 32, 32)
+    assert s["video_id"] == "b" and s["index"] == 1 and s["frames"].shape == (1, 4, 3, 32, 32)
     # midpoints of 4 parts of [0, 30]: 3.75, 11.25, 18.75, 26.25 s -> frames 7, 22, 37, 52
-    np.testing.assert_array_equal(_frame_indices(s["frames"], gray_code), [7, 22, 37, 52])
-    batch = next(iter(DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_clips)))
-    assert batch["frames"].shape == (2, 4, 3, 32, 32) and batch["video_id"] == ["a", "b"]
-    assert batch["index"].tolist() == [0, 1] and batch["failed"] == []
-
-    strict = ClipDataset(paths, num_frames=4, transform=tf)
-    with pytest.raises(SampleError) as ei:
-        strict[2]
-    assert ei.value.reason == "unreadable"
-    lax = ClipDataset(paths, num_frames=4, transform=tf, on_error="report")
-    batch = collate_clips([lax[i] for i in range(3)])
-    assert batch["frames"].shape[0] == 2 and batch["index"].tolist() == [0, 1]
-    assert [(f["reason"], f["index"]) for f in batch["failed"]] == [("unreadable", 2)]
-    with pytest.raises(ConfigError):
-        ClipDataset(paths, num_frames=4, transform=VideoTransform(32, train=True))
+    np.testing.assert_array_equal(_frame_indices(s["frames"][0], gray_code), [7, 22, 37, 52])
+    batch = next(iter(DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_views)))
+    assert batch["frames"].shape == (2, 1, 4, 3, 32, 32) and batch["video_id"] == ["a", "b"]
+    assert [(f["video_id"], f["reason"]) for f in batch["failed"]] == [("bad", "unreadable")]

@@ -1,4 +1,5 @@
-"""Datasets: YT-Temporal style (video + timed transcript) for pretraining, and plain clips for evaluation.
+"""Datasets: YT-Temporal style (video + timed transcript) for pretraining and the sort evaluation (evaluation
+clips of whole videos come from :mod:`tvts.eval.extract` through the video processor).
 
 One training sample (TVTS Sec. 3.1): K consecutive transcript segments (Eq. 1) -> M frame times by TSN over
 [S_1, E_K] -> decode -> transform -> shuffle the K texts (labels o_i) -> mask indices.
@@ -38,8 +39,6 @@ __all__ = [
     "sample_rng",
     "TranscriptVideoDataset",
     "collate",
-    "ClipDataset",
-    "collate_clips",
 ]
 
 _MASK_KINDS = (*MASK_KINDS, "none")
@@ -118,7 +117,7 @@ def yt_paths(root: str | os.PathLike, name: str) -> tuple[str, str]:
     return video, annotation
 
 
-class _Names:
+class PackedStrings:
     """An immutable list of strings stored as one UTF-8 buffer plus offsets.
 
     Hand-written on purpose: a Python list of millions of ``str`` objects in a Dataset is copied page by page
@@ -132,12 +131,16 @@ class _Names:
         np.cumsum([len(e) for e in encoded], out=self._offsets[1:])
 
     @classmethod
-    def from_buffers(cls, blob: np.ndarray, offsets: np.ndarray) -> "_Names":
+    def from_buffers(cls, blob: np.ndarray, offsets: np.ndarray) -> "PackedStrings":
         """Wrap an existing uint8 buffer ``[B]`` and int64 offsets ``[N + 1]`` (string i is
         ``blob[offsets[i]:offsets[i + 1]]``) without copying them."""
         names = cls.__new__(cls)
         names._blob, names._offsets = blob, offsets
         return names
+
+    def buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The uint8 buffer ``[B]`` and int64 offsets ``[N + 1]`` holding the strings (no copy)."""
+        return self._blob, self._offsets
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -217,7 +220,7 @@ class TranscriptVideoDataset(Dataset):
                 raise ConfigError("split list has no entries", field="split_list")
         else:
             names = read_split_list(split_list)
-        self.names = _Names(names)
+        self.names = PackedStrings(names)
         self.num_segments = num_segments
         self.segment_seconds = segment_seconds
         self.gap = gap
@@ -380,76 +383,3 @@ def collate(samples: list[dict]) -> dict:
     if "keep" in samples[0]:
         batch["keep"] = torch.stack([s["keep"] for s in samples])
     return batch
-
-
-class ClipDataset(Dataset):
-    """Evaluation clips: the whole clip, ``num_frames`` TSN midpoints over [0, duration], eval transform,
-    no mask. Items: ``frames`` float32 ``[M, 3, size, size]``, ``video_id`` (``ids[i]`` or the path),
-    ``index``. A bad clip raises :class:`SampleError` (``on_error="raise"``, default) or, with
-    ``on_error="report"``, returns ``frames=None`` and ``error={"reason", "path", "detail"}`` so a caller
-    using DataLoader workers (which lose the exception's attributes) can still count failures by reason."""
-
-    def __init__(
-        self,
-        paths: list[str],
-        num_frames: int,
-        transform: VideoTransform,
-        ids: list[str] | None = None,
-        *,
-        on_error: str = "raise",
-        decode_threads: int | None = 1,
-        decode_backend: str = "pyav",
-        timeout: float = 0.0,
-    ):
-        self.paths = [os.fspath(p) for p in paths]
-        if ids is not None and len(ids) != len(self.paths):
-            raise ConfigError(f"{len(ids)} ids for {len(self.paths)} paths", field="ids")
-        if transform.train:
-            raise ConfigError("ClipDataset is for evaluation: use a VideoTransform with train=False", field="transform")
-        if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
-            raise ConfigError(f"num_frames must be an int >= 1, got {num_frames!r}", field="num_frames")
-        if on_error not in ("raise", "report"):
-            raise ConfigError(f"on_error must be 'raise' or 'report', got {on_error!r}", field="on_error")
-        self.ids = list(ids) if ids is not None else list(self.paths)
-        self.num_frames = int(num_frames)
-        self.transform = transform
-        self.on_error = on_error
-        self.decode_threads = decode_threads
-        self.decode_backend = decode_backend
-        self.watchdog = Watchdog(timeout)  # > 0: a time limit that stops any decode (tvts.data.watchdog)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict:
-        path = self.paths[index]
-        try:
-            info = self.watchdog.call("probe", path)
-            times = tsn_timestamps(0.0, info.duration, self.num_frames, None)
-            frames = self.transform(self.watchdog.call("decode_frames", path, times, threads=self.decode_threads,
-                                                       backend=self.decode_backend), None)
-        except SampleError as e:
-            if self.on_error == "raise":
-                raise
-            return {
-                "frames": None,
-                "video_id": self.ids[index],
-                "index": int(index),
-                "error": {"reason": e.reason, "path": e.path, "detail": e.detail},
-            }
-        return {"frames": frames, "video_id": self.ids[index], "index": int(index)}
-
-
-def collate_clips(samples: list[dict]) -> dict:
-    """Batch :class:`ClipDataset` items: ``frames`` ``[B, M, 3, h, w]``, ``video_id`` list, ``index``
-    LongTensor ``[B]``, ``failed`` list of the ``error`` dicts (with ``video_id``/``index``) of clips that
-    could not be loaded (``on_error="report"``; they are left out of the batch, so B may be 0 and then
-    ``frames`` is None)."""
-    good = [s for s in samples if s.get("frames") is not None]
-    failed = [dict(s["error"], video_id=s["video_id"], index=s["index"]) for s in samples if s.get("frames") is None]
-    return {
-        "frames": torch.stack([s["frames"] for s in good]) if good else None,
-        "video_id": [s["video_id"] for s in good],
-        "index": torch.tensor([s["index"] for s in good], dtype=torch.long),
-        "failed": failed,
-    }

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from tvts.data.segments import GAP, NUM_SEGMENTS, SEGMENT_SECONDS
-from tvts.data.datasets import TranscriptVideoDataset, _Names, collate, make_mask, read_split_list, yt_paths
+from tvts.data.datasets import TranscriptVideoDataset, PackedStrings, collate, make_mask, read_split_list, yt_paths
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.watchdog import Watchdog
 from tvts.data.transcripts import (Transcript, check_word_length, clean_word, load_yt_annotation,
@@ -134,7 +134,7 @@ def parse_record(
 
 class _StringsBuilder:
     """Appends strings to one UTF-8 bytearray and their end offsets to an int64 array; :meth:`build` wraps
-    both, without copying, as a :class:`~tvts.data.datasets._Names`."""
+    both, without copying, as a :class:`~tvts.data.datasets.PackedStrings`."""
 
     def __init__(self):
         self.blob, self.offsets = bytearray(), array("q", [0])
@@ -143,8 +143,8 @@ class _StringsBuilder:
         self.blob += text.encode("utf-8")
         self.offsets.append(len(self.blob))
 
-    def build(self) -> _Names:
-        return _Names.from_buffers(np.frombuffer(self.blob, np.uint8), np.frombuffer(self.offsets, np.int64))
+    def build(self) -> PackedStrings:
+        return PackedStrings.from_buffers(np.frombuffer(self.blob, np.uint8), np.frombuffer(self.offsets, np.int64))
 
 
 class ManifestRecords:
@@ -193,7 +193,7 @@ class ManifestRecords:
         """Every array holding the records (for memory accounting: their count does not grow with N)."""
         out = [self.kind, self.duration, self.word_start, self.times]
         for names in (self.videos, self.ids, self.texts, self.words):
-            out += [names._blob, names._offsets]
+            out += list(names.buffers())
         return out
 
     def video_path(self, i: int) -> str:

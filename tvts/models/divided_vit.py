@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from tvts.config import VideoEncoderConfig
-from tvts.models.vit import VideoTokens, _init_linear
+from tvts.models.vit import VideoTokens, init_linear
 
 LN_EPS = 1e-5  # CLIP's LayerNorm eps, everywhere in TVTSv2
 
@@ -168,7 +168,7 @@ class DividedSpaceTimeViT(nn.Module):
         self.transformer = DividedTransformer(cfg)
         self.ln_post = nn.LayerNorm(w, eps=LN_EPS)
         self.proj = nn.Parameter(scale * torch.randn(w, embed_dim))
-        self.apply(_init_linear)
+        self.apply(init_linear)
         for blk in self.transformer.resblocks:
             blk.reset_temporal()
 

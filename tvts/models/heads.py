@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 
-from tvts.models.vit import VideoTokens, _init_linear
+from tvts.models.vit import VideoTokens, init_linear
 
 from tvts.config import SORT_OUTPUTS  # noqa: F401  (what a sort head outputs; the sort losses read each)
 
@@ -139,7 +139,7 @@ class PointerSortHead(nn.Module):
         else:
             self.head = FactorialOutput(num_segments, width)
         nn.init.trunc_normal_(self.slot_embed, std=0.02)
-        self.apply(_init_linear)
+        self.apply(init_linear)
 
     def forward(self, video: VideoTokens | None, texts: torch.Tensor) -> torch.Tensor:
         """``texts``: ``[B, K, W_t]`` → logits ``[B, K, K]`` (kway), ``[B, K(K-1)/2]`` (pairwise) or

@@ -87,7 +87,7 @@ class JointSpaceTimeViT(nn.Module):
         self.norm = norm(cfg.width)
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
-        self.apply(_init_linear)
+        self.apply(init_linear)
         if cfg.num_groups > 0:
             # Built and initialised last, so that the ViT's own parameters draw the same random numbers
             # with and without grouping.
@@ -95,8 +95,8 @@ class JointSpaceTimeViT(nn.Module):
             self.grouping = nn.ModuleList(GroupingBlock(cfg.width, cfg.group_tau, cfg.mlp_ratio) for _ in cfg.group_layers)
             self.group_norm = norm(cfg.width)
             trunc_normal_(self.group_token, std=0.02)
-            self.grouping.apply(_init_linear)
-            self.group_norm.apply(_init_linear)
+            self.grouping.apply(init_linear)
+            self.group_norm.apply(init_linear)
 
     def num_slots(self, num_frames: int) -> int:
         return num_frames // self.cfg.tubelet
@@ -126,7 +126,9 @@ class JointSpaceTimeViT(nn.Module):
         return VideoTokens(self.norm(x), s, n, groups=None if groups is None else self.group_norm(groups))
 
 
-def _init_linear(m: nn.Module) -> None:
+def init_linear(m: nn.Module) -> None:
+    """The ViT initialisation of one module (``model.apply(init_linear)``): truncated-normal Linear weights
+    (std 0.02), zero biases, LayerNorm weight 1 and bias 0."""
     if isinstance(m, nn.Linear):
         trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:

@@ -31,7 +31,7 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
 from tvts.config import ObjectiveConfig, video_width
-from tvts.models.vit import VideoTokens, _init_linear
+from tvts.models.vit import VideoTokens, init_linear
 from tvts.objectives.contrastive import info_nce
 from tvts.objectives.sorting import kway_sort_loss, pairs, sort_loss, sort_metrics
 
@@ -151,7 +151,7 @@ class MerlotLikeHead(nn.Module):
         self.query = nn.Linear(width, width)
         self.key = nn.Linear(width, width)
         trunc_normal_(self.pos_embed, std=0.02)
-        self.apply(_init_linear)
+        self.apply(init_linear)
 
     def forward(self, parts: torch.Tensor, transcripts: torch.Tensor) -> torch.Tensor:
         k = parts.shape[1]
@@ -208,7 +208,7 @@ class VCOPHead(nn.Module):
         self.pair_mlp = nn.Sequential(nn.Linear(2 * video_width, hidden), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(len(self.pairs) * hidden, math.factorial(num_segments))
-        self.apply(_init_linear)
+        self.apply(init_linear)
 
     def forward(self, parts: torch.Tensor) -> torch.Tensor:
         both = torch.cat([parts[:, self.pairs[:, 0]], parts[:, self.pairs[:, 1]]], dim=-1)  # [B, P, 2W]

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from tvts.config import CurriculumConfig
 from tvts.data.datasets import collate
-from tvts.train.optim import _no_decay
+from tvts.train.optim import skips_weight_decay
 
 
 @torch.no_grad()
@@ -91,7 +91,7 @@ class Curriculum:
         family = self.model.config.family
         weight_decay = next((g["weight_decay"] for g in opt.param_groups if g["weight_decay"] > 0), 0.0)
         for no_decay in (False, True):
-            params = [p for n, p in new if _no_decay(family, f"text_model.{n}", p) == no_decay]
+            params = [p for n, p in new if skips_weight_decay(family, f"text_model.{n}", p) == no_decay]
             if not params:
                 continue
             opt.add_param_group({"name": f"text_stage2_{'no_decay' if no_decay else 'decay'}", "params": params,

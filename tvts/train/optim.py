@@ -26,7 +26,8 @@ NO_DECAY_NAMES = ("bias", "norm", "ln_", "LayerNorm", "embed", "cls_token", "cla
 NO_DECAY_NAMES_V2 = ("bias", "norm", "ln_", "LayerNorm")
 
 
-def _no_decay(family: str, name: str, p: torch.Tensor) -> bool:
+def skips_weight_decay(family: str, name: str, p: torch.Tensor) -> bool:
+    """Whether parameter ``name`` of a ``family`` model is left out of weight decay (norms, biases, ...)."""
     if family == "tvtsv2":
         return any(k in name for k in NO_DECAY_NAMES_V2)
     return p.ndim < 2 or any(k in name for k in NO_DECAY_NAMES)
@@ -40,7 +41,7 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float, pretrained_lr
     for name, p in model.named_parameters():
         if p.requires_grad:
             inherited = pretrained_lr > 0 and model.inherited(name)
-            groups[(inherited, _no_decay(family, name, p))].append(p)
+            groups[(inherited, skips_weight_decay(family, name, p))].append(p)
     return [
         {"name": f"{'inherited' if i else 'new'}_{'no_decay' if nd else 'decay'}", "params": ps,
          "lr": pretrained_lr if i else lr, "weight_decay": 0.0 if nd else weight_decay}
