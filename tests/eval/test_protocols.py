@@ -73,8 +73,9 @@ def test_linear_probe_learns_separable_features_and_is_seeded():
     assert (logits.argmax(1) == yte).all()
     assert torch.equal(logits, linear_probe(xtr, ytr, xte, 5, epochs=20, batch_size=25))
     res = frozen_feature_protocols((xtr, ytr), (xte, yte), 5, epochs=30)
-    assert res["linear-probe"]["top1"] == res["knn"]["top1"] == 100.0 and res["v2v"]["R@1"] == 100.0
-    assert sum(map(sum, res["knn"]["confusion"])) == 20
+    assert res["linear-probe"].metrics["top1"] == res["knn"].metrics["top1"] == 100.0 and res["v2v"].metrics["R@1"] == 100.0
+    assert sum(map(sum, res["knn"].metrics["confusion"])) == 20
+    assert res["knn"].logits.shape == (20, 5) and res["v2v"].logits is None
 
 
 def test_retrieval_from_features_dsl_is_a_separate_result():
@@ -160,7 +161,8 @@ def test_retrieval_examples_carry_the_rank_of_the_right_video():
     out = zero_shot_retrieval(Enc(), ds, examples=6)
     text = Enc().texts(ds.captions)
     scores = text @ feats.T
-    for i, e in enumerate(out["_examples"]):
+    assert len(out.examples) == 6 and set(out.metrics) == {"toy/zs-retrieval"}
+    for i, e in enumerate(out.examples):
         expected = 1 + sum(float(scores[i, j]) > float(scores[i, i]) for j in range(6))
         assert e["rank"] == expected and e["truth"] == f"/x/v{i}.mp4"
         assert (e["rank"] <= 3) == (e["truth"] in e["top"])

@@ -95,18 +95,18 @@ def _retrieval(enc, o, figs):
 
     ds = RETRIEVAL_READERS[o["dataset"]](o["data"], o["videos"])
     res = zero_shot_retrieval(enc, ds, o["dsl_temperature"] if o["dsl"] else None, NUM_EXAMPLES if figs else 0)
-    examples = res.pop("_examples", None)
-    if examples:
-        png = retrieval_examples_png(examples, figs / f"{ds.name}_retrieval_examples.png")
-        res[f"{ds.name}/zs-retrieval"]["figure"] = str(png)
-    return res
+    if res.examples:
+        png = retrieval_examples_png(res.examples, figs / f"{ds.name}_retrieval_examples.png")
+        res.metrics[f"{ds.name}/zs-retrieval"]["figure"] = str(png)
+    return res.metrics
 
 
-def _classification_figures(res: dict, name: str, ds, figs: Path | None, with_top5: bool) -> dict:
-    """Strip the tensors from a classification result; draw its confusion matrix (and top-5 bars)."""
+def _classification_figures(result, name: str, ds, figs: Path | None, with_top5: bool) -> dict:
+    """The metrics of a :class:`~tvts.eval.protocols.Classified`, with its confusion matrix (and top-5 bars)
+    drawn and named in them."""
     from tvts.eval.figures import confusion_matrix_png, top5_png
 
-    logits, keep = res.pop("_logits"), res.pop("_keep")
+    res, logits, keep = result.metrics, result.logits, result.keep
     if figs is not None:
         stem = name.replace("/", "_")
         res["figures"] = [str(confusion_matrix_png(res["confusion"], ds.class_names, figs / f"{stem}_confusion.png", name))]
@@ -148,7 +148,8 @@ def _frozen(enc, o, figs, protocol: str):
     else:
         kw = {"k": o["k"], "vote": o["vote"]}
     res = frozen_feature_protocols((xtr, ytr), (xte, yte), len(test.class_names), protocols=(protocol,), **kw)[protocol]
-    res.update({"_keep": keep, "num_failed": len(failed_tr) + len(failed_te), "failed": (failed_tr + failed_te)[:20]})
+    res.keep = keep
+    res.metrics.update({"num_failed": len(failed_tr) + len(failed_te), "failed": (failed_tr + failed_te)[:20]})
     name = f"{test.name}/linear-probe" if protocol == "linear-probe" else f"{test.name}/knn-k{o['k']}-{o['vote']}"
     return {name: _classification_figures(res, name, test, figs, protocol == "linear-probe")}
 

@@ -118,9 +118,9 @@ def finetune(model, train, test, *, processor: VideoProcessor, epochs: int = 100
              weight_decay: float = 0.05, batch_size: int = 8, clips: int = 2, crops: int = 3, workers: int = 0,
              device="cpu", seed: int = 0, save_to: str | Path | None = None, progress: bool = True) -> dict:
     """Fine-tune ``model`` (changed in place) on the :class:`~tvts.eval.annotations.LabelledSet` ``train``
-    and test on ``test``. Returns the classification result (with ``_logits``/``_keep`` for figures),
-    the loss per epoch and the skipped videos; ``save_to``: also write the classifier's weights there."""
-    from tvts.eval.protocols import classification_result
+    and test on ``test``. Returns a :class:`~tvts.eval.protocols.Classified` (its metrics hold the loss per
+    epoch and the skipped videos); ``save_to``: also write the classifier's weights there."""
+    from tvts.eval.protocols import Classified, classification_result
 
     torch.manual_seed(seed)
     num_frames, transform = processor.num_frames, processor.transform(train=False)
@@ -134,7 +134,7 @@ def finetune(model, train, test, *, processor: VideoProcessor, epochs: int = 100
     if save_to is not None:
         save_file({k: v.contiguous().cpu() for k, v in clf.state_dict().items()}, str(save_to))
     labels = torch.tensor([test.labels[j] for j in keep])
-    return {**classification_result(logits, labels, len(test.class_names)), "num_train": len(train.labels),
-            "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size, "num_frames": num_frames,
-            "views": f"{clips} clips x {crops} crops", "train_loss": losses, "skipped_train": dict(skipped),
-            "num_failed": len(failed), "failed": failed[:20], "_logits": logits, "_keep": keep}
+    return Classified({**classification_result(logits, labels, len(test.class_names)), "num_train": len(train.labels),
+                       "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
+                       "num_frames": num_frames, "views": f"{clips} clips x {crops} crops", "train_loss": losses,
+                       "skipped_train": dict(skipped), "num_failed": len(failed), "failed": failed[:20]}, logits, keep)

@@ -17,11 +17,6 @@ HELDOUT_TEMPLATE = "a shape {}"
 (:data:`tvts.data.synthetic.CAPTIONS`, e.g. ``MoveLeft`` → "a shape moves left")."""
 
 
-def _public(result: dict) -> dict:
-    """The JSON part of a protocol result (keys starting with ``_`` hold tensors for figures)."""
-    return {k: v for k, v in result.items() if not k.startswith("_")}
-
-
 def _labelled_rows(feats, ds: LabelledSet, ucf_to_id: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
     x, keep = feats.rows([ucf_to_id[v] for v in ds.video_ids])
     return x, torch.tensor([ds.labels[j] for j in keep])
@@ -59,7 +54,7 @@ def heldout_protocols(enc, heldout: Path, figures_dir: Path | None = None) -> di
     results["recognition"] = {**classification_result(xte @ prompts.T, yte, c), "template": HELDOUT_TEMPLATE, **data}
     frozen = frozen_feature_protocols((xtr, ytr), (xte, yte), c, protocols=("linear-probe", "knn"))
     for key, name in (("linear_probe", "linear-probe"), ("knn", "knn")):
-        results[key] = {**_public(frozen[name]), **data}
+        results[key] = {**frozen[name].metrics, **data}
     # SSV2-MC on the held-out test clips: each clip's first caption against one caption of a random clip of
     # every other class (the same construction as SSV2-MC, with 7 negatives instead of 173).
     first_caption = {}
@@ -88,7 +83,7 @@ def heldout_protocols(enc, heldout: Path, figures_dir: Path | None = None) -> di
     results["v2v"] = {**v2v_retrieval_metrics(torch.cat([xtr, xte]), torch.cat([ytr, yte])),
                       "num_videos": len(ytr) + len(yte), "dataset": f"{test.name} (all held-out clips)"}
     if figures_dir is not None:
-        png = confusion_matrix_png(frozen["linear-probe"]["confusion"], test.class_names,
+        png = confusion_matrix_png(frozen["linear-probe"].metrics["confusion"], test.class_names,
                                    figures_dir / "confusion_linear_probe.png", "linear probe, held-out clips")
         results["linear_probe"]["figure"] = str(png)
     return results

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -120,24 +120,24 @@ def retrieval_from_features(text: torch.Tensor, video: torch.Tensor, text_to_vid
 
 
 def zero_shot_retrieval(enc: Encoder, ds: RetrievalSet, dsl_temperature: float | None = None,
-                        examples: int = 0) -> dict[str, dict]:
+                        examples: int = 0) -> Retrieved:
     """Text→video and video→text retrieval on ``ds`` (every caption a query). Videos that cannot be
-    decoded are left out with their captions and listed. ``examples``: also return the top-3 videos of the
-    first few queries under ``"_examples"`` (for :func:`tvts.eval.figures.retrieval_examples`)."""
+    decoded are left out with their captions and listed. ``examples``: also give the top-3 videos of that
+    many first queries."""
     f = enc.videos(ds.name + "-" + _digest(ds.video_ids), ds.paths, ds.video_ids)
     video, keep = f.rows(ds.video_ids)
     new_index = {j: i for i, j in enumerate(keep)}
     queries = [(c, new_index[v]) for c, v in zip(ds.captions, ds.text_to_video) if v in new_index]
     text = enc.texts([c for c, _ in queries])
     t2v = torch.tensor([v for _, v in queries])
-    out = {f"{ds.name}/{k}": {**v, **_failures(f.failed)} for k, v in
-           retrieval_from_features(text, video, t2v, dsl_temperature).items()}
+    out = Retrieved({f"{ds.name}/{k}": {**v, **_failures(f.failed)} for k, v in
+                     retrieval_from_features(text, video, t2v, dsl_temperature).items()})
     if examples:
         scores = text[:examples] @ video.T
         top = scores.topk(min(3, len(video)), dim=1).indices
         # the rank of the right video: 1 + the videos scored above it
         rank = (scores > scores.gather(1, t2v[:examples, None])).sum(1) + 1
-        out["_examples"] = [{"query": queries[i][0], "truth": ds.paths[keep[queries[i][1]]], "rank": int(rank[i]),
+        out.examples = [{"query": queries[i][0], "truth": ds.paths[keep[queries[i][1]]], "rank": int(rank[i]),
                              "top": [ds.paths[keep[j]] for j in top[i].tolist()]} for i in range(len(top))]
     return out
 
@@ -150,6 +150,25 @@ def class_embeddings(enc: Encoder, class_names: list[str], templates=DEFAULT_TEM
     return F.normalize(torch.stack(per_template).mean(0), dim=-1)
 
 
+@dataclass
+class Classified:
+    """What a classification protocol gives: ``metrics`` (JSON-ready: top-k, counts, the confusion matrix,
+    settings) and, for figures, ``logits`` ``[N, C]`` with ``keep``, the dataset positions of the N rows."""
+
+    metrics: dict
+    logits: torch.Tensor | None = None
+    keep: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Retrieved:
+    """What zero-shot retrieval gives: ``metrics`` by result name, and ``examples`` (the top-3 videos of the
+    first queries, with the right one and its rank) for :func:`tvts.eval.figures.retrieval_examples_png`."""
+
+    metrics: dict[str, dict]
+    examples: list[dict] = field(default_factory=list)
+
+
 def classification_result(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
     """Top-1/top-5, counts and the confusion matrix (rows: true class) of ``logits`` ``[N, C]``."""
     return {**topk_accuracy(logits, labels), "num_videos": len(labels), "num_classes": num_classes,
@@ -158,14 +177,14 @@ def classification_result(logits: torch.Tensor, labels: torch.Tensor, num_classe
 
 
 def zero_shot_recognition(enc: Encoder, ds: LabelledSet, templates=DEFAULT_TEMPLATES,
-                          prompt_names: list[str] | None = None) -> dict:
+                          prompt_names: list[str] | None = None) -> Classified:
     """Zero-shot classification by class-name prompts: logits = cos(video, class embedding).
     ``prompt_names``: the words put in the templates (default :func:`readable_class_name` of each class)."""
     video, labels, keep, failed = enc.labelled(ds)
     names = prompt_names or [readable_class_name(c) for c in ds.class_names]
     logits = video @ class_embeddings(enc, names, templates).T
-    return {**classification_result(logits, labels, len(ds.class_names)), "templates": list(templates),
-            "prompt_names": names, "_logits": logits, "_keep": keep, **_failures(failed)}
+    return Classified({**classification_result(logits, labels, len(ds.class_names)), "templates": list(templates),
+                       "prompt_names": names, **_failures(failed)}, logits, keep)
 
 
 def ssv2_mc_candidates(ds: LabelledSet, seed: int = 0) -> tuple[list[list[str]], list[int]]:
@@ -338,23 +357,23 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 def frozen_feature_protocols(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
                              num_classes: int, *, protocols=("linear-probe", "knn", "v2v"), epochs: int = 100,
                              lr: float = 0.1, batch_size: int = 512, k: int = 25, vote: str = "weighted",
-                             seed: int = 0) -> dict[str, dict]:
+                             seed: int = 0) -> dict[str, Classified]:
     """Linear probe, cosine kNN (:func:`tvts.eval.metrics.knn_predict`) and video-to-video retrieval by class
     (:func:`tvts.eval.metrics.v2v_retrieval_metrics`, on the test split) from (features, labels) of a train and
-    a test split. Keys: the protocol names; classification results carry ``_logits``."""
+    a test split. Keys: the protocol names (v2v has no logits)."""
     (xtr, ytr), (xte, yte) = train, test
     out = {}
     if "linear-probe" in protocols:
         logits = linear_probe(xtr, ytr, xte, num_classes, epochs, lr, batch_size, seed=seed)
-        out["linear-probe"] = {**classification_result(logits, yte, num_classes), "num_train": len(ytr),
-                               "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": "SGD momentum 0.9, cosine",
-                               "seed": seed, "_logits": logits}
+        out["linear-probe"] = Classified({**classification_result(logits, yte, num_classes), "num_train": len(ytr),
+                                          "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                                          "optimizer": "SGD momentum 0.9, cosine", "seed": seed}, logits)
     if "knn" in protocols:
         scores = knn_predict(xtr, ytr, xte, num_classes, k, vote)
-        out["knn"] = {**classification_result(scores, yte, num_classes), "num_train": len(ytr), "k": min(k, len(ytr)),
-                      "vote": vote, "_logits": scores}
+        out["knn"] = Classified({**classification_result(scores, yte, num_classes), "num_train": len(ytr),
+                                 "k": min(k, len(ytr)), "vote": vote}, scores)
     if "v2v" in protocols:
-        out["v2v"] = {**v2v_retrieval_metrics(xte, yte), "num_videos": len(yte)}
+        out["v2v"] = Classified({**v2v_retrieval_metrics(xte, yte), "num_videos": len(yte)})
     return out
 
 
