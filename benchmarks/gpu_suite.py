@@ -44,7 +44,7 @@ from encoder_throughput import PlainDividedAttention  # noqa: E402
 from tvts.config import (ModelConfig, RecipeConfig, SyntheticConfig, VideoEncoderConfig, load_model_config,  # noqa: E402
                          load_recipe, validate_recipe)
 from tvts.data import build  # noqa: E402
-from tvts.data.manifest import collate_manifest  # noqa: E402
+from tvts.data.datasets import collate  # noqa: E402
 from tvts.data.masking import tube_mask  # noqa: E402
 from tvts.models import build_model  # noqa: E402
 from tvts.models.divided_vit import DividedSpaceTimeViT  # noqa: E402
@@ -334,7 +334,7 @@ def section_workers(args, device, budget: Budget, out: Path) -> dict:
         per_worker = n / (time.perf_counter() - t0)
     finally:
         torch.set_num_threads(threads)
-    batch = collate_manifest([samples[i % n] for i in range(cfg.train.batch_size)])
+    batch = collate([samples[i % n] for i in range(cfg.train.batch_size)])
     batch = trainer.to_device(batch, device)
     reset_memory(device)
     s, extra = fed_step_rate(cfg, batch, device, steps=args.steps, warmup=args.warmup)
@@ -360,7 +360,7 @@ def section_vith(args, device, budget: Budget, out: Path) -> dict:
     best, tried = None, []
     b = args.vith_start
     while b <= args.max_batch and budget.left() > 45:
-        batch = trainer.to_device(collate_manifest([samples[i % len(samples)] for i in range(b)]), device)
+        batch = trainer.to_device(collate([samples[i % len(samples)] for i in range(b)]), device)
         reset_memory(device)
         try:
             s, _ = fed_step_rate(replace(cfg, train=replace(cfg.train, batch_size=b)), batch, device, steps=2, warmup=1, model=model)

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
+from tvts.data.datasets import MaskSpec, TranscriptVideoDataset, collate
 from tvts.data.manifest import (
     CAPTION,
     INVALID,
     TRANSCRIPT,
     ManifestDataset,
     ManifestRecords,
-    collate_manifest,
     load_manifest,
     manifest_from_webvid,
     manifest_from_yt,
@@ -58,7 +57,7 @@ def test_yt_manifest_gives_the_same_samples_as_the_yt_loader(synth, tmp_path):
             for k in ("frames", "order", "bounds", "frame_times", "keep"):
                 assert torch.equal(a[k], b[k]), k
             assert a["texts"] == b["texts"] and a["video_id"] == b["video_id"] and b["skipped"] == {}
-    batch = collate_manifest([man[0], man[1]])
+    batch = collate([man[0], man[1]])
     assert batch["frames"].shape == (2, 4, 3, 32, 32) and batch["order"].shape == (2, 4)
 
 
@@ -82,10 +81,10 @@ def test_webvid_csv_to_caption_samples(synth, tmp_path):
     assert s["texts"] == ["a clip, number 1"] and "order" not in s
     assert s["frames"].shape == (4, 3, 32, 32) and s["bounds"].shape == (1, 2)
     assert float(s["frame_times"].max()) < float(s["bounds"][0, 1])
-    batch = collate_manifest([ds[0], s])
+    batch = collate([ds[0], s])
     assert batch["texts"] == [["a clip, number 0"], ["a clip, number 1"]] and "order" not in batch
     with pytest.raises(ConfigError, match="mixes"):
-        collate_manifest([ds[0], {**ds[1], "order": torch.zeros(1, dtype=torch.long)}])
+        collate([ds[0], {**ds[1], "order": torch.zeros(1, dtype=torch.long)}])
     bad = tmp_path / "bad.csv"
     bad.write_text("id,url\n1,x\n")
     with pytest.raises(ConfigError, match="page_dir"):

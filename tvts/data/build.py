@@ -64,6 +64,13 @@ def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: b
     return TranscriptVideoDataset(root, split_list, **dataset_args(cfg, train))
 
 
+def noun_spec(cfg: RecipeConfig) -> tuple[int, str] | None:
+    """``(k, spaCy model)`` when the objective grounds noun phrases (S-ViLM): ``collate`` then adds each
+    caption's first k noun phrases to the batch (in the DataLoader workers); else None."""
+    o = cfg.objective
+    return (o.svilm.num_nouns, o.svilm.spacy_model) if o.name == "svilm" and o.svilm.grounding_weight > 0 else None
+
+
 def cache_dir(cfg: RecipeConfig) -> Path:
     """Where text-feature tables and frame stores live (``data.cache_dir``, default ``<train.out_dir>/cache``)."""
     return Path(cfg.data.cache_dir or Path(cfg.train.out_dir) / "cache")

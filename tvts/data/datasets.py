@@ -358,13 +358,19 @@ class TranscriptVideoDataset(Dataset):
         )
 
 
-def collate(samples: list[dict]) -> dict:
-    """Batch :class:`TranscriptVideoDataset` items: ``frames`` ``[B, M, 3, h, w]``, ``texts`` list of B lists
-    of K strings, ``captions`` list of B strings, ``order`` ``[B, K]``, ``keep`` ``[B, slots, n_keep]`` (if present), ``bounds`` ``[B, K, 2]``,
-    ``frame_times`` ``[B, M]``, ``video_id`` list, ``index`` LongTensor ``[B]``, ``skipped`` summed over the
-    batch, ``bad_paths`` concatenated."""
+def collate(samples: list[dict], nouns: tuple[int, str] | None = None) -> dict:
+    """Batch dataset items (YT-Temporal, manifest or shard records): ``frames`` ``[B, M, 3, h, w]``, ``texts``
+    list of B lists of K strings (one caption for a caption record), ``captions`` list of B strings, ``order``
+    ``[B, K]`` (transcript records only: a batch mixing the two kinds is a :class:`ConfigError`), ``keep``
+    ``[B, slots, n_keep]`` (if present), ``bounds`` ``[B, K, 2]``, ``frame_times`` ``[B, M]``, ``video_id``
+    list, ``index`` LongTensor ``[B]``, ``skipped`` summed over the batch, ``bad_paths`` concatenated.
+    ``nouns=(k, spacy model)``: also ``nouns``, B lists of the first k noun phrases of each caption
+    (S-ViLM's grounding; spaCy runs here, in the DataLoader workers, not in the training step)."""
     if not samples:
         raise ValueError("collate needs at least one sample")
+    with_order = sum("order" in s for s in samples)
+    if with_order not in (0, len(samples)):
+        raise ConfigError("a batch mixes transcript and caption records; use one kind per manifest")
     skipped: Counter = Counter()
     for s in samples:
         skipped.update(s.get("skipped", {}))
@@ -372,7 +378,6 @@ def collate(samples: list[dict]) -> dict:
         "frames": torch.stack([s["frames"] for s in samples]),
         "texts": [list(s["texts"]) for s in samples],
         "captions": [s["caption"] for s in samples],
-        "order": torch.stack([s["order"] for s in samples]),
         "bounds": torch.stack([s["bounds"] for s in samples]),
         "frame_times": torch.stack([s["frame_times"] for s in samples]),
         "video_id": [s["video_id"] for s in samples],
@@ -380,6 +385,12 @@ def collate(samples: list[dict]) -> dict:
         "skipped": dict(skipped),
         "bad_paths": [p for s in samples for p in s.get("bad_paths", [])],
     }
+    if with_order:
+        batch["order"] = torch.stack([s["order"] for s in samples])
     if "keep" in samples[0]:
         batch["keep"] = torch.stack([s["keep"] for s in samples])
+    if nouns is not None:
+        from tvts.data.nouns import noun_phrases
+
+        batch["nouns"] = [noun_phrases(c, *nouns) for c in batch["captions"]]
     return batch

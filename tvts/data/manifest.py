@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from tvts.data.segments import GAP, NUM_SEGMENTS, SEGMENT_SECONDS
-from tvts.data.datasets import TranscriptVideoDataset, PackedStrings, collate, make_mask, read_split_list, yt_paths
+from tvts.data.datasets import TranscriptVideoDataset, PackedStrings, make_mask, read_split_list, yt_paths
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.watchdog import Watchdog
 from tvts.data.transcripts import (Transcript, check_word_length, clean_word, load_yt_annotation,
@@ -54,7 +54,6 @@ __all__ = [
     "manifest_from_yt",
     "manifest_from_webvid",
     "ManifestDataset",
-    "collate_manifest",
     "check_manifest",
 ]
 
@@ -433,20 +432,6 @@ def record_line(path: str, index: int) -> int:
         if i == index:
             return line
     return 0
-
-
-def collate_manifest(samples: list[dict]) -> dict:
-    """Batch :class:`ManifestDataset` items. Transcript items: exactly :func:`~tvts.data.datasets.collate`.
-    Caption items: the same keys without ``order`` (``texts``: B lists of one caption, ``bounds``
-    ``[B, 1, 2]``). A batch mixing both kinds raises :class:`ConfigError` (use one kind per manifest)."""
-    with_order = sum("order" in s for s in samples)
-    if with_order == len(samples):
-        return collate(samples)
-    if with_order:
-        raise ConfigError("a batch mixes transcript and caption records; use one kind per manifest")
-    batch = collate([{**s, "order": torch.zeros(1, dtype=torch.long)} for s in samples])
-    del batch["order"]
-    return batch
 
 
 def check_manifest(

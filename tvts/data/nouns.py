@@ -97,9 +97,10 @@ def prompt(noun: str, template_index: int) -> str:
     return TEMPLATES[template_index].format(noun)
 
 
-def noun_prompts(captions: list[str], k: int, model: str = DEFAULT_MODEL,
-                 generator: torch.Generator | None = None) -> list[str]:
-    """``B`` captions → ``B * k`` prompts, caption-major (caption i's phrases at ``i*k .. i*k+k-1``), each
-    phrase in a template drawn uniformly (from ``generator``, else the global CPU torch RNG)."""
-    choice = torch.randint(len(TEMPLATES), (len(captions), k), generator=generator).tolist()
-    return [prompt(noun, choice[i][j]) for i, c in enumerate(captions) for j, noun in enumerate(noun_phrases(c, k, model))]
+def noun_prompts(phrases: list[list[str]], generator: torch.Generator | None = None) -> list[str]:
+    """``B`` lists of ``k`` noun phrases (:func:`noun_phrases`, made in the data pipeline) → ``B * k`` prompts,
+    caption-major (caption i's phrases at ``i*k .. i*k+k-1``), each phrase in a template drawn uniformly
+    (from ``generator``, else the global CPU torch RNG)."""
+    k = len(phrases[0]) if phrases else 0
+    choice = torch.randint(len(TEMPLATES), (len(phrases), k), generator=generator).tolist()
+    return [prompt(noun, choice[i][j]) for i, row in enumerate(phrases) for j, noun in enumerate(row)]

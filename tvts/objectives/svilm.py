@@ -194,9 +194,12 @@ class SViLMObjective(nn.Module):
                 metrics["grouping_acc"] = (hit * valid).sum() / valid.sum().clamp(min=1)
 
         if c.grounding_weight > 0:
-            from tvts.data.nouns import noun_prompts
+            from tvts.data.nouns import noun_phrases, noun_prompts
 
-            prompts = noun_prompts(captions, c.num_nouns, c.spacy_model)  # [B*K] strings
+            # the noun phrases come with the batch (data.build.noun_spec: spaCy in the workers); a batch built
+            # by hand gets them here
+            phrases = batch.get("nouns") or [noun_phrases(cap, c.num_nouns, c.spacy_model) for cap in captions]
+            prompts = noun_prompts(phrases)  # [B*K] strings
             nouns = model.encode_text(prompts).reshape(len(captions), c.num_nouns, -1)  # [B, K, D]
             g = grounding_similarity(model.group_embedding(video), nouns, c.temperature) / c.temperature
             losses["grounding"] = c.grounding_weight * weighted_nce(g, weights)

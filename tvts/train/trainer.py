@@ -9,6 +9,7 @@ A run folder holds ``recipe.yaml``, ``metrics.jsonl``, ``checkpoints/`` and the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -26,10 +27,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tvts.files import WEIGHTS_NAME
 from tvts.config import RecipeConfig, to_dict
-from tvts.data.build import cache_dir, data_paths, dataset_args, processor, transcript_dataset
-from tvts.data.datasets import TranscriptVideoDataset
+from tvts.data.build import cache_dir, data_paths, dataset_args, noun_spec, processor, transcript_dataset
+from tvts.data.datasets import TranscriptVideoDataset, collate
 from tvts.data.frame_store import FrameStore
-from tvts.data.manifest import ManifestDataset, collate_manifest
+from tvts.data.manifest import ManifestDataset
 from tvts.data.shards import ShardDataset
 from tvts.deps import require
 from tvts.errors import ConfigError, DataError
@@ -52,7 +53,8 @@ def train_streams(cfg: RecipeConfig, root: Path, train_list: Path, info: DistInf
     """``main``: the transcript corpus (YT-Temporal root, manifest, or shards); ``captions``: the caption
     corpus when ``data.caption_ratio > 0``."""
     d, t = cfg.data, cfg.train
-    common = dict(batch_size=t.batch_size, collate_fn=collate_manifest, workers=d.workers, seed=t.seed,
+    common = dict(batch_size=t.batch_size, collate_fn=functools.partial(collate, nouns=noun_spec(cfg)),
+                  workers=d.workers, seed=t.seed,
                   rank=info.rank, world_size=info.world_size, pin_memory=info.device.type == "cuda")
     if d.shards:
         main = ShardDataset(d.shards, rank=info.rank, world_size=info.world_size, shuffle_buffer=d.shuffle_buffer,
