@@ -277,14 +277,14 @@ def test_a_short_run_on_mostly_bad_data_stops_with_a_summary(assets, tmp_path, m
     from tvts.data.datasets import TranscriptVideoDataset
     from tvts.errors import SampleError
 
-    real = TranscriptVideoDataset._load
+    real = TranscriptVideoDataset.load
 
     def half_bad(self, index, rng, *args, **kwargs):
         if index % 2:
             raise SampleError("decode", f"video_{index}.mp4", "planted")
         return real(self, index, rng, *args, **kwargs)
 
-    monkeypatch.setattr(TranscriptVideoDataset, "_load", half_bad)
+    monkeypatch.setattr(TranscriptVideoDataset, "load", half_bad)
     with pytest.raises(DataError, match=r"too much bad data .*max_bad_fraction=0.2.*bad samples skipped against 8 used .*decode \d+; files: video_"):
         pretrain(_recipe(assets, tmp_path / "bad", steps=2))
     monkeypatch.undo()

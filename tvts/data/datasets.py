@@ -266,6 +266,14 @@ class TranscriptVideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
+    # What a training stream asks of its dataset (a shard stream answers for the map-style corpus it reads).
+    frame_store_ok = True  # its videos can be read from a frame store (tvts.data.frame_store)
+
+    @property
+    def corpus(self) -> "TranscriptVideoDataset":
+        """The map-style corpus the samples come from (``sample_texts``; ``batch["index"]`` is below its length)."""
+        return self
+
     def sample_texts(self, index: int) -> set[str]:
         """Every text a training draw of ``index`` can carry (Eq. 1's segments at every possible start), for
         precomputing a frozen text tower's features; empty when the annotation cannot be read (the sample
@@ -289,7 +297,9 @@ class TranscriptVideoDataset(Dataset):
             self._transcripts[index] = cached
         return cached
 
-    def _load(self, index: int, rng: np.random.Generator) -> dict:
+    def load(self, index: int, rng: np.random.Generator) -> dict:
+        """One attempt at sample ``index`` with the draws of ``rng`` (a bad sample raises :class:`SampleError`;
+        ``__getitem__`` counts it and tries a replacement)."""
         return self._transcript_sample(self.transcript(index), self.video_path(index), self.names[index], index, rng)
 
     def _transcript_sample(self, transcript, video_path: str, video_id: str, index: int, rng) -> dict:
@@ -342,7 +352,7 @@ class TranscriptVideoDataset(Dataset):
             if attempt > 0:  # replacement index, drawn deterministically from this attempt's generator
                 current = int(rng.integers(len(self)))
             try:
-                sample = self._load(current, rng)
+                sample = self.load(current, rng)
             except SampleError as e:
                 path = e.path or self.names[current]
                 skipped[e.reason] += 1

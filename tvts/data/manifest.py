@@ -369,7 +369,7 @@ class ManifestDataset(TranscriptVideoDataset):
         return reachable_segment_texts(r.transcript(index, duration), self.num_segments, self.segment_seconds, self.gap,
                                        min_words=self.min_words)
 
-    def _load(self, index: int, rng: np.random.Generator, video: str | None = None) -> dict:
+    def load(self, index: int, rng: np.random.Generator, video: str | None = None) -> dict:
         """The item of record ``index``; ``video`` replaces its video path (a shard reader's in-memory copy).
         Each probe and decode takes at most ``timeout`` seconds (0: no limit), else ``SampleError("timeout")``."""
         r = self.records

@@ -251,6 +251,13 @@ class ShardDataset(IterableDataset):
         """This rank's shards for the current epoch, in reading order."""
         return [self.shards[j] for j in self._shard_order()[self.rank :: self.world_size]]
 
+    frame_store_ok = False  # a stream of shards has no per-video files to index
+
+    @property
+    def corpus(self):
+        """The records of the shards as a map-style corpus (``sample_texts``; ``batch["index"]`` is below its length)."""
+        return self.samples
+
     def __len__(self) -> int:
         """Samples in this rank's stream for the current epoch: the smallest rank's share, so that every rank
         runs the same number of steps under DDP (the others drop their last samples, different ones each
@@ -291,7 +298,7 @@ class ShardDataset(IterableDataset):
                 continue
             try:
                 with _memory_file(data) as path:
-                    sample = self.samples._load(index, sample_rng(self.samples.seed, epoch, index, 0), video=path)
+                    sample = self.samples.load(index, sample_rng(self.samples.seed, epoch, index, 0), video=path)
             except SampleError as e:
                 skipped[e.reason] = skipped.get(e.reason, 0) + 1
                 bad_paths.append(self.samples.records.videos[index])

@@ -72,7 +72,7 @@ def attach_frame_store(cfg: RecipeConfig, dataset, info: DistInfo, name: str = "
     """With ``data.frame_store``, decode every video of a map-style corpus once into a frame store
     (:mod:`tvts.data.frame_store`) in ``cache_dir`` and let the dataset read its frames from it. Process 0
     builds; the others open the finished files. Shard streams are left alone (nothing to index)."""
-    if not cfg.data.frame_store or isinstance(dataset, ShardDataset):
+    if not cfg.data.frame_store or not dataset.frame_store_ok:
         return
     t0 = time.time()
     paths = [dataset.video_path(i) for i in range(len(dataset))]
@@ -94,7 +94,7 @@ def attach_text_features(cfg: RecipeConfig, model: torch.nn.Module, streams: dic
     if not (cfg.data.text_features and getattr(text, "frozen", False) and hasattr(text, "feature_table")):
         return
     t0 = time.time()
-    datasets = [st.dataset.samples if isinstance(st.dataset, ShardDataset) else st.dataset for st in streams.values()]
+    datasets = [st.dataset.corpus for st in streams.values()]
     texts = set()
     for ds in datasets:
         for i in range(len(ds)):
@@ -117,11 +117,6 @@ def validation_data(cfg: RecipeConfig, root: Path, val_list: Path, info: DistInf
         raise ConfigError(f"the plateau trigger validates on {val_list}, which does not exist (set data.val_list)",
                           field="train.curriculum.trigger")
     return TranscriptVideoDataset(root, val_list, **dataset_args(cfg, train=False)), cfg.eval.batch_size, info.device
-
-
-def index_space(dataset) -> int:
-    """How many sample indices a training corpus has (``batch["index"]`` is below it)."""
-    return len(dataset.samples) if isinstance(dataset, ShardDataset) else len(dataset)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -267,7 +262,7 @@ class Pretraining:
         attach_text_features(cfg, model, self.streams, info)
         # The objective may own parameters and state (CPD's memory bank of every training pair); the Pretrainer
         # runs model and objective as one module, so DDP and the optimiser see both.
-        self.objective = build_objective(cfg.objective, model, index_space(self.streams["main"].dataset)).to(info.device).train()
+        self.objective = build_objective(cfg.objective, model, len(self.streams["main"].dataset.corpus)).to(info.device).train()
         self.net = Pretrainer(model, self.objective)
         self.curriculum = Curriculum(t.curriculum, model, validation_data(cfg, root, val_list, info))
         self.fsdp = t.strategy == "fsdp" and info.world_size > 1
