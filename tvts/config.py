@@ -1,8 +1,10 @@
-"""One config system: typed dataclasses, filled from YAML files and ``key=value`` overrides.
+"""Model configs and training recipes: typed dataclasses, filled from YAML files and ``key=value`` overrides.
 
-A *model config* (``configs/models/<name>.yaml``) fully describes an architecture; it is what
-``config.json`` beside a checkpoint holds. A *recipe* (``configs/<name>.yaml``) names a model and adds
-data, objective, training and evaluation settings.
+A *model config* (``tvts/configs/models/<name>.yaml``) fully describes an architecture; it is what
+``config.json`` beside a checkpoint holds. A *recipe* (``tvts/configs/<name>.yaml``) names a model and adds
+data, objective, training and evaluation settings. (The video preprocessing of a saved model is its
+``preprocessor.json``, :mod:`tvts.data.processor`; ``tvts eval`` options are still argparse options with
+defaults in :mod:`tvts.eval.cli_commands`.)
 
 OmegaConf does the merging and the type checking (structured configs): an unknown field or a value
 of the wrong type is a :class:`~tvts.errors.ConfigError` that names the dotted field and the file.

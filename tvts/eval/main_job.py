@@ -91,8 +91,8 @@ def heldout_protocols(enc, heldout: Path, figures_dir: Path | None = None) -> di
 
 def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
     """Evaluate a saved model as the main job does; returns the ``sort``, ``retrieval``, ``recognition``,
-    ``linear_probe``, ``knn`` and ``v2v`` parts of ``results.json`` (the last five when there is a held-out
-    folder). Video features are cached in ``<run>/eval_features/`` and the linear probe's confusion matrix is
+    ``linear_probe``, ``knn``, ``multiple_choice``, ``direction`` and ``v2v`` parts of ``results.json`` (all
+    but ``sort`` only when there is a held-out folder), with the model folder's video processor. Video features are cached in ``<run>/eval_features/`` and the linear probe's confusion matrix is
     drawn to ``<run>/confusion_linear_probe.png`` (``<run>`` = the model folder's parent)."""
     from tvts.data.processor import VideoProcessor
     from tvts.eval.protocols import Encoder, sort_accuracy
