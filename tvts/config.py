@@ -343,7 +343,9 @@ def _model_dict(value: Any, source: str) -> dict:
     return out
 
 
-def _structured(schema: type, data: dict, overrides: list[str], source: str):
+def load_structured(schema: type, data: dict, source: str = "", overrides: list[str] = ()):
+    """``data`` (and dotted ``overrides``) over the dataclass ``schema``'s defaults, type-checked by OmegaConf:
+    an instance of ``schema``, or a :class:`ConfigError` naming the field and ``source``."""
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data))
         if overrides:
@@ -367,7 +369,7 @@ def load_recipe(name_or_path: str, overrides: list[str] = ()) -> RecipeConfig:
     path = find_config(name_or_path)
     data = _read_yaml(path)
     data["model"] = _model_dict(data.get("model", {}), str(path))
-    cfg = _structured(RecipeConfig, data, list(overrides), str(path))
+    cfg = load_structured(RecipeConfig, data, str(path), list(overrides))
     try:
         validate_recipe(cfg, str(path))
     except ConfigError as e:  # a value set by an override: name the override, not the file
@@ -384,13 +386,13 @@ def load_model_config(name_or_path: str, overrides: list[str] = ()) -> ModelConf
     path = find_config(name_or_path, "models")
     data = json.loads(path.read_text()) if path.suffix == ".json" else _read_yaml(path)
     data.setdefault("name", Path(name_or_path).stem)
-    cfg = _structured(ModelConfig, data, list(overrides), str(path))
+    cfg = load_structured(ModelConfig, data, str(path), list(overrides))
     validate_model(cfg, str(path))
     return cfg
 
 
 def model_config_from_dict(data: dict, source: str = "<dict>") -> ModelConfig:
-    cfg = _structured(ModelConfig, data, [], source)
+    cfg = load_structured(ModelConfig, data, source)
     validate_model(cfg, source)
     return cfg
 

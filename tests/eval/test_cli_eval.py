@@ -89,12 +89,35 @@ def test_eval_all_writes_one_report(eval_data, tiny_model_dir, tmp_path):
     assert "| msrvtt-1ka/zs-retrieval |" in md and "| ucf101-split1/linear-probe |" in md
 
 
-def test_eval_all_rejects_unknown_options(eval_data, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("entry,field,match", [
+    ({"protocol": "knn", "epochs": 3}, "epochs", "epochs"),  # another protocol's option
+    ({"protocol": "linear-probe", "epochs": "many"}, "epochs", "many"),  # a wrong type
+    ({"protocol": "knn", "vote": "loudest"}, "vote", "vote must be one of weighted, majority"),
+    ({"protocol": "zero-shot", "dataset": "ssv2"}, "dataset", "dataset must be one of ucf101, hmdb51, k400"),
+    ({"protocol": "linear-prob"}, "protocol", "unknown protocol 'linear-prob'"),
+])
+def test_eval_all_names_the_entry_and_option_it_rejects(eval_data, tiny_model_dir, tmp_path, entry, field, match,
+                                                        monkeypatch):
+    import tvts.eval.cli_commands as cli
+
+    monkeypatch.setattr(cli, "_encoder", lambda opts: pytest.fail("a protocol ran before every entry was checked"))
     path = tmp_path / "eval.yaml"
     path.write_text(yaml.safe_dump({"model": str(tiny_model_dir), "protocols": [
-        {"protocol": "knn", "data": str(eval_data["ucf101"]), "epochs": 3}]}))
-    with pytest.raises(ConfigError, match="epochs"):
+        {"protocol": "v2v", "data": str(eval_data["ssv2"])}, {**entry, "data": str(eval_data["ucf101"])}]}))
+    with pytest.raises(ConfigError, match=match) as e:
         _run(["eval", "all", "--config", str(path), "--out", str(tmp_path / "x.json")])
+    assert e.value.field == field and "protocols[2]" in str(e.value)
+
+
+def test_every_command_line_default_is_the_options_dataclass_default():
+    from tvts.eval.options import PROTOCOL_OPTIONS, defaults
+
+    parser = build_parser()
+    for protocol in PROTOCOL_OPTIONS:
+        args = vars(parser.parse_args(["eval", protocol, "--model", "M", "--data", "D"]))
+        for key, value in defaults(protocol).items():
+            if key in args and key not in ("model", "data"):
+                assert args[key] == value, (protocol, key)
 
 
 def test_extract_command_folder_and_list(eval_data, tiny_model_dir, tmp_path):

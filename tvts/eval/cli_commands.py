@@ -12,26 +12,12 @@ import time
 from pathlib import Path
 
 from tvts.data.choices import INTERPOLATIONS, PRESETS
-from tvts.data.segments import GAP, SEGMENT_SECONDS
 from tvts.data.watchdog import DECODE_TIMEOUT
+from tvts.eval.options import (DATASET_CHOICES, ENCODER_OPTIONS, FOLDS, PROTOCOL_OPTIONS, SPLITS, VOTES, defaults,
+                               resolve_options)
 
-COMMON_DEFAULTS = {
-    "videos": None, "out": "eval/report.json", "cache": None, "clips": 1, "crops": 1, "batch_size": 16,
-    "workers": 2, "device": "auto", "preset": None, "num_frames": 0, "resize_ratio": None, "interpolation": None,
-    "progress": True, "figures": True,
-}
-PROTOCOL_DEFAULTS = {
-    "retrieval": {"dataset": "msrvtt", "dsl": False, "dsl_temperature": 0.01},
-    "zero-shot": {"dataset": "ucf101", "split": "test", "fold": 1, "template": None, "templates_file": None},
-    "ssv2-mc": {"dataset": "ssv2", "split": "val", "seed": 0},
-    "linear-probe": {"dataset": "ucf101", "fold": 1, "epochs": 100, "lr": 0.1, "probe_batch_size": 512, "seed": 0},
-    "knn": {"dataset": "ucf101", "fold": 1, "k": 25, "vote": "weighted"},
-    "v2v": {"dataset": "ssv2", "split": "val", "fold": 1},
-    "sort": {"list": None, "segment_seconds": SEGMENT_SECONDS, "gap": GAP},
-    "finetune": {"dataset": "ucf101", "fold": 1, "epochs": 100, "lr": 1e-3, "weight_decay": 0.05, "seed": 0,
-                 "clips": 2, "crops": 3},
-    "svo-probes": {"images": None, "thresholds": [0.2, 0.25, 0.3]},
-}
+COMMON_DEFAULTS = defaults()  # what every protocol shares (tvts.eval.options, where each default is stated)
+PROTOCOL_DEFAULTS = {name: defaults(name) for name in PROTOCOL_OPTIONS}
 PROTOCOL_HELP = {
     "retrieval": "zero-shot text-to-video and video-to-text retrieval (MSR-VTT 1k-A, MSVD, DiDeMo, LSMDC)",
     "zero-shot": "zero-shot action recognition with class-name prompts (UCF-101, HMDB-51, Kinetics-400)",
@@ -44,8 +30,6 @@ PROTOCOL_HELP = {
     "svo-probes": "SVO-Probes (TVTS appendix C.2): sentence vs positive/negative image, precision at thresholds "
                   "and pairwise accuracy per concept",
 }
-ENCODER_OPTIONS = ("model", "clips", "crops", "batch_size", "workers", "device", "preset", "num_frames", "resize_ratio",
-                   "interpolation", "cache", "progress")
 NUM_EXAMPLES = 4
 
 
@@ -217,20 +201,11 @@ PROTOCOLS = {
 }
 
 
-def run_protocol(protocol: str, opts: dict, enc=None, figures_dir: Path | None = None) -> dict[str, dict]:
-    """Run one protocol; ``opts`` holds ``model``, ``data`` and any option (defaults filled in).
-    Returns ``{result name: metrics}``."""
-    from tvts.errors import ConfigError
-
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}; choose from {sorted(PROTOCOLS)}", field="protocol")
-    unknown = set(opts) - set(COMMON_DEFAULTS) - set(PROTOCOL_DEFAULTS[protocol]) - {"model", "data", "protocol"}
-    if unknown:
-        raise ConfigError(f"unknown options for {protocol}: {sorted(unknown)}", field="protocol")
-    o = {**COMMON_DEFAULTS, **PROTOCOL_DEFAULTS[protocol], **opts}
-    for key in ("model", "data"):
-        if not o.get(key):
-            raise ConfigError(f"protocol {protocol} needs '{key}'", field=key)
+def run_protocol(protocol: str, opts: dict, enc=None, figures_dir: Path | None = None, source: str = "") -> dict[str, dict]:
+    """Run one protocol; ``opts`` holds ``model``, ``data`` and any option of ``tvts.eval.options`` (checked and
+    filled with the protocol's defaults by :func:`~tvts.eval.options.resolve_options`). Returns
+    ``{result name: metrics}``."""
+    o = resolve_options(protocol, opts, source)
     enc = enc or _encoder(o)
     if figures_dir is not None:
         figures_dir.mkdir(parents=True, exist_ok=True)
@@ -287,15 +262,17 @@ def cmd_eval_all(args) -> int:
         shared["model"] = args.model
     out = Path(args.out or shared.get("out", COMMON_DEFAULTS["out"]))
     figs = out.parent / "figures" if shared.get("figures", True) else None
-    t0, results, encoders = time.time(), {}, {}
-    for entry in cfg["protocols"]:
+    t0, results, encoders, runs = time.time(), {}, {}, []
+    for n, entry in enumerate(cfg["protocols"], 1):  # every entry checked before any protocol runs
         entry = dict(entry)
         protocol = entry.pop("protocol", None)
-        opts = {**COMMON_DEFAULTS, **PROTOCOL_DEFAULTS.get(protocol, {}), **shared, **entry, "out": str(out)}
-        key = tuple(str(opts.get(k)) for k in ENCODER_OPTIONS)
+        source = f"{args.config}, protocols[{n}] ({protocol})"
+        runs.append((protocol, resolve_options(protocol, {**shared, **entry, "out": str(out)}, source), source))
+    for protocol, opts, source in runs:
+        key = tuple(str(opts[k]) for k in ENCODER_OPTIONS)
         if key not in encoders:  # protocols with the same model and preprocessing share one loaded model
             encoders = {key: _encoder(opts)}
-        _add(results, run_protocol(protocol, opts, encoders[key], figs))
+        _add(results, run_protocol(protocol, opts, encoders[key], figs, source))
     return _finish(results, {**shared, "config": args.config}, str(out), t0)
 
 
@@ -337,11 +314,12 @@ def _common(sp, data_help: str = "the dataset folder (annotation files in it or 
 
 
 def _encoding(sp) -> None:
-    sp.add_argument("--clips", type=int, default=1, help="temporal clips per video (views are averaged)")
-    sp.add_argument("--crops", type=int, default=1, choices=(1, 3), help="spatial crops per clip")
-    sp.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
-    sp.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding videos")
-    sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    d = COMMON_DEFAULTS
+    sp.add_argument("--clips", type=int, default=d["clips"], help="temporal clips per video (views are averaged)")
+    sp.add_argument("--crops", type=int, default=d["crops"], choices=(1, 3), help="spatial crops per clip")
+    sp.add_argument("--batch-size", type=int, default=d["batch_size"], help="videos per forward pass")
+    sp.add_argument("--workers", type=int, default=d["workers"], help="DataLoader processes decoding videos")
+    sp.add_argument("--device", default=d["device"], help="auto, cpu or cuda")
     add_processor_options(sp)
     sp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
@@ -360,7 +338,7 @@ def add_processor_options(sp, frames_help: str = "frames per clip") -> None:
 def _protocol_options(name: str, sp) -> None:
     d = PROTOCOL_DEFAULTS[name]
     if name == "retrieval":
-        sp.add_argument("--dataset", default=d["dataset"], choices=("msrvtt", "msrvtt-allcaps", "msvd", "didemo", "lsmdc"))
+        sp.add_argument("--dataset", default=d["dataset"], choices=DATASET_CHOICES[name])
         sp.add_argument("--dsl", action="store_true", help="also report dual-softmax re-ranked retrieval (as <name>-dsl)")
         sp.add_argument("--dsl-temperature", type=float, default=d["dsl_temperature"])
         return
@@ -375,13 +353,12 @@ def _protocol_options(name: str, sp) -> None:
         sp.add_argument("--segment-seconds", type=float, default=d["segment_seconds"])
         sp.add_argument("--gap", type=float, default=d["gap"])
         return
-    datasets = {"ssv2-mc": ("ssv2",), "zero-shot": ("ucf101", "hmdb51", "k400")}.get(name, ("ucf101", "hmdb51", "k400", "ssv2"))
-    sp.add_argument("--dataset", default=d["dataset"], choices=datasets)
+    sp.add_argument("--dataset", default=d["dataset"], choices=DATASET_CHOICES[name])
     if "split" in d:
-        sp.add_argument("--split", default=d["split"], choices=("train", "test", "val"),
+        sp.add_argument("--split", default=d["split"], choices=SPLITS,
                         help="test and val both mean the evaluation split")
     if "fold" in d:
-        sp.add_argument("--fold", type=int, default=d["fold"], choices=(1, 2, 3), help="UCF-101 / HMDB-51 split number")
+        sp.add_argument("--fold", type=int, default=d["fold"], choices=FOLDS, help="UCF-101 / HMDB-51 split number")
     if name == "zero-shot":
         sp.add_argument("--template", action="append", default=None,
                         help='prompt with {} for the class name (repeat for an ensemble; default "a person {}")')
@@ -399,13 +376,14 @@ def _protocol_options(name: str, sp) -> None:
         sp.add_argument("--probe-batch-size", type=int, default=d["probe_batch_size"])
     if name == "knn":
         sp.add_argument("--k", type=int, default=d["k"])
-        sp.add_argument("--vote", default=d["vote"], choices=("weighted", "majority"))
+        sp.add_argument("--vote", default=d["vote"], choices=VOTES)
 
 
 def add_eval_parsers(subparsers) -> None:
     """``tvts eval <protocol> ...`` and ``tvts eval all --config eval.yaml``."""
     p = subparsers.add_parser("eval", help="evaluate a model with one protocol, or a list of them (eval all)")
     sub = p.add_subparsers(dest="eval_protocol", required=True)
+    assert set(PROTOCOL_HELP) == set(PROTOCOL_OPTIONS) == set(PROTOCOLS)
     for name, help_text in PROTOCOL_HELP.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         _common(sp, {"sort": "the YT-Temporal-layout root",
