@@ -130,13 +130,14 @@ class VideoProcessor:
                               interpolation=self.interpolation, time_order=self.time_order,
                               resize_mode=self.resize_mode)
 
-    def times(self, start: float, end: float, fps: float = 0.0) -> np.ndarray:
+    def times(self, start: float, end: float, fps: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
         """``[num_frames]`` seconds to decode for the part ``[start, end]`` of a video (a search window):
-        ``segments``: the midpoints of equal parts; ``linspace``: the frames shown in it (``fps`` needed)."""
+        ``segments``: the midpoints of equal parts (with ``rng``: a random time in each, TSN's training
+        sampling); ``linspace``: the frames shown in it (``fps`` needed)."""
         if self.frame_sampling == "segments":
             from tvts.data.sampling import tsn_timestamps
 
-            return tsn_timestamps(start, end, self.num_frames, None)
+            return tsn_timestamps(start, end, self.num_frames, rng)
         if fps <= 0:
             raise ConfigError("linspace frame sampling needs the video's frame rate", field="frame_sampling")
         first = int(np.floor(start * fps + 1e-6))

@@ -20,17 +20,17 @@ from torch.utils.data import DataLoader, Dataset
 from tvts.data.datasets import sample_rng
 from tvts.data.decode import decode_frames, probe
 from tvts.data.processor import VideoProcessor
-from tvts.data.sampling import tsn_timestamps
-from tvts.data.transforms import VideoTransform
 from tvts.errors import SampleError
 from tvts.eval.extract import ViewsDataset, collate_views
 
 
 class TrainClips(Dataset):
-    """Items: ``frames`` float32 ``[T, 3, S, S]`` (or None and ``reason``), ``label``."""
+    """Items: ``frames`` float32 ``[T, 3, S, S]`` (or None and ``reason``), ``label``: the whole video through
+    ``processor``, with a random time in each of its parts (seeded by (seed, epoch, index))."""
 
-    def __init__(self, paths: list[str], labels: list[int], num_frames: int, transform: VideoTransform, seed: int = 0):
-        self.paths, self.labels, self.num_frames, self.transform, self.seed = paths, labels, num_frames, transform, seed
+    def __init__(self, paths: list[str], labels: list[int], processor: VideoProcessor, seed: int = 0):
+        self.paths, self.labels, self.processor, self.seed = paths, labels, processor, seed
+        self.transform = processor.transform(train=False)  # the table's augmentation is CenterCrop
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -39,7 +39,8 @@ class TrainClips(Dataset):
     def __getitem__(self, i: int) -> dict:
         rng = sample_rng(self.seed, self.epoch, i, 0)
         try:
-            times = tsn_timestamps(0.0, probe(self.paths[i]).duration, self.num_frames, rng)
+            info = probe(self.paths[i])
+            times = self.processor.times(0.0, info.duration, info.fps, rng)
             frames = self.transform(decode_frames(self.paths[i], times, threads=1), None)
         except SampleError as e:
             return {"frames": None, "label": self.labels[i], "reason": e.reason}
@@ -127,7 +128,7 @@ def finetune(model, train, test, *, processor: VideoProcessor, epochs: int = 100
     with torch.no_grad():
         dim = model.encode_video(torch.zeros(1, num_frames, 3, transform.size, transform.size, device=device)).shape[-1]
     clf = VideoClassifier(model, dim, len(test.class_names)).to(device)
-    losses, skipped = _train(clf, TrainClips(train.paths, train.labels, num_frames, transform, seed), epochs, lr,
+    losses, skipped = _train(clf, TrainClips(train.paths, train.labels, processor, seed), epochs, lr,
                              weight_decay, batch_size, workers, device, progress)
     logits, keep, failed = _test(clf, ViewsDataset(test.paths, test.video_ids, processor, clips, crops),
                                  batch_size, workers, device, progress)
