@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tvts.data.watchdog import POOL_START
 from tvts.data.decode import VideoInfo, decode_all, probe
 from tvts.data.transforms import VideoTransform
 from tvts.errors import SampleError
@@ -116,7 +117,7 @@ class FrameStore:
 
             bar = tqdm(total=len(paths), desc="frame store", unit="video", dynamic_ncols=True)
         tasks = [(p, transform) for p in paths]
-        pool = mp.get_context().Pool(workers) if workers > 1 else None
+        pool = mp.get_context(POOL_START).Pool(workers) if workers > 1 else None
         done = False
         try:
             results = pool.imap(_decode_one, tasks, chunksize=8) if pool else map(_decode_one, tasks)

@@ -103,6 +103,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tvts.data.watchdog import POOL_START
+
 __all__ = [
     "ACTIONS",
     "CAPTIONS",
@@ -683,7 +685,7 @@ def _generate(tasks: list[dict], workers: int):
     if workers <= 1:
         yield from map(_run, tasks)
         return
-    with mp.get_context().Pool(workers) as pool:
+    with mp.get_context(POOL_START).Pool(workers) as pool:
         yield from pool.imap_unordered(_run, tasks, chunksize=4)
 
 

@@ -28,6 +28,10 @@ FUNCTIONS = ("probe", "decode_frames")
 # check --timeout`, `tvts extract --timeout`): far above what a seek-and-decode of 16 frames takes even
 # for long 4K files (~1 s), far below "hung".
 DECODE_TIMEOUT = 60.0
+# How the data pools (the frame store's decoders, the synthetic generator) start their processes: from a clean
+# server process, not by forking this one, whose FFmpeg and torch threads may hold a lock at the fork (a forked
+# child then hangs in its first decode; seen in the test suite).
+POOL_START = "forkserver"
 _ARRAY = "tvts-array"  # an answer (True, (_ARRAY, shape, dtype)) is followed by the array's raw bytes
 
 
