@@ -79,10 +79,16 @@ uses the test half. Each MSR-VTT ``videos`` entry also carries the ground truth 
 ``category`` = 0-based class index, ``shape``, ``colour``, ``event_start``, ``event_end``,
 ``duration``) and its UCF-style path (``ucf_path``).
 
-Everything is deterministic for a seed: a video draws from generators seeded by ``[seed, split_code, ...]``
-and its own index, its scene's and its pair's (never from a shared stream), independent of the number of
-workers, and x264 runs single-threaded, so the annotations are byte-identical and the decoded frames
-identical.
+Deterministic for a seed up to the encoder: a video draws from generators seeded by ``[seed, split_code,
+...]`` and its own index, its scene's and its pair's (never from a shared stream), independent of the number
+of workers, so the annotations and the drawn pictures are identical everywhere. The H.264 bytes are not
+quite: x264 runs single-threaded, yet a few % of the videos encode differently depending on the state of the
+process that encodes them (measured on 2026-11-27: one held-out clip gave three different files in a
+single process, with ``PYTHONHASHSEED`` set, and in a pool worker, each reproducible; two fork-started pools
+differed from each other). The decoded pixels then differ by a few levels on under 1 % of them, which is
+enough to move the main job's numbers in the second digit between fresh clones. Not fixed yet: converting
+to yuv420p in numpy and pinning x264's lookahead threads made the narrated videos identical across
+processes, but not the held-out clips.
 
 Default size: 2400 train + 200 val narrated videos (~30 s each) and 320 held-out clips, 64x64 at
 4 fps: about 40 s with 2 workers on an idle 2-core machine, ~90 MB.
