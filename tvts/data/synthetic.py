@@ -87,8 +87,11 @@ process that encodes them (measured on 2026-11-27: one held-out clip gave three 
 single process, with ``PYTHONHASHSEED`` set, and in a pool worker, each reproducible; two fork-started pools
 differed from each other). The decoded pixels then differ by a few levels on under 1 % of them, which is
 enough to move the main job's numbers in the second digit between fresh clones. Not fixed yet: converting
-to yuv420p in numpy and pinning x264's lookahead threads made the narrated videos identical across
-processes, but not the held-out clips.
+to yuv420p in numpy, drawing every picture before encoding and pinning x264's lookahead threads did not
+remove it (the variation is in the encoder); lossless coding would make the decoded pixels reproducible.
+
+The pools start from a forkserver (:data:`tvts.data.watchdog.POOL_START`): a script that calls this with
+``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
 
 Default size: 2400 train + 200 val narrated videos (~30 s each) and 320 held-out clips, 64x64 at
 4 fps: about 40 s with 2 workers on an idle 2-core machine, ~90 MB.
