@@ -44,7 +44,7 @@ def browser():
     driver.quit()
 
 
-def test_type_a_query_and_see_moments(page_server, browser, small_index):
+def test_type_a_query_and_see_moments(page_server, browser, small_index, tiny_model):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as EC
@@ -60,7 +60,10 @@ def test_type_a_query_and_see_moments(page_server, browser, small_index):
     box.send_keys(Keys.ENTER)
     WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, "li.moment")))
     cards = browser.find_elements(By.CSS_SELECTOR, "li.moment")
-    assert 1 <= len(cards) <= 10
+    from tvts.search.query import text_query
+
+    want = SearchIndex(small_index).search(text_query(tiny_model[0], "the red square moves left"), 10)  # the page's k
+    assert [c.find_element(By.CSS_SELECTOR, ".name").text for c in cards] == [w.video for w in want]
     assert browser.find_element(By.ID, "q").get_attribute("value") == "the red square moves left"
     assert "the red square moves left" in browser.find_element(By.ID, "heading").text
     first = cards[0]

@@ -58,10 +58,16 @@ class RetrievalOptions(EvalOptions):
 
 
 @dataclass
-class ZeroShotOptions(EvalOptions):
+class LabelledOptions(EvalOptions):
+    """A labelled action dataset (tvts.eval.annotations.read_labelled): which one, and which official split."""
+
     dataset: str = "ucf101"
+    fold: int = 1  # UCF-101 / HMDB-51 split number
+
+
+@dataclass
+class ZeroShotOptions(LabelledOptions):
     split: str = "test"
-    fold: int = 1
     template: Optional[list[str]] = None
     templates_file: Optional[str] = None
 
@@ -74,9 +80,7 @@ class MultipleChoiceOptions(EvalOptions):
 
 
 @dataclass
-class LinearProbeOptions(EvalOptions):
-    dataset: str = "ucf101"
-    fold: int = 1
+class LinearProbeOptions(LabelledOptions):
     epochs: int = 100
     lr: float = 0.1
     probe_batch_size: int = 512
@@ -84,18 +88,15 @@ class LinearProbeOptions(EvalOptions):
 
 
 @dataclass
-class KnnOptions(EvalOptions):
-    dataset: str = "ucf101"
-    fold: int = 1
+class KnnOptions(LabelledOptions):
     k: int = 25
     vote: str = "weighted"
 
 
 @dataclass
-class V2VOptions(EvalOptions):
+class V2VOptions(LabelledOptions):
     dataset: str = "ssv2"
     split: str = "val"
-    fold: int = 1
 
 
 @dataclass
@@ -106,9 +107,7 @@ class SortOptions(EvalOptions):
 
 
 @dataclass
-class FinetuneOptions(EvalOptions):
-    dataset: str = "ucf101"
-    fold: int = 1
+class FinetuneOptions(LabelledOptions):
     epochs: int = 100
     lr: float = 1e-3
     weight_decay: float = 0.05
