@@ -43,7 +43,7 @@ from encoder_throughput import PlainDividedAttention  # noqa: E402
 
 from tvts.config import (ModelConfig, RecipeConfig, SyntheticConfig, VideoEncoderConfig, load_model_config,  # noqa: E402
                          load_recipe, validate_recipe)
-from tvts.data import build  # noqa: E402
+from tvts import recipe_data  # noqa: E402
 from tvts.data.datasets import collate  # noqa: E402
 from tvts.data.masking import tube_mask  # noqa: E402
 from tvts.models import build_model  # noqa: E402
@@ -262,7 +262,7 @@ def recipe_for(name: str, args, out: Path, steps: int, batch: int, workers: int)
     if args.repeat > 1:
         # The generated videos listed `--repeat` times: an epoch of many batches, as on a real corpus (the
         # DataLoader's workers restart at every epoch, and one batch per epoch would measure only that).
-        root, train_list, _ = build.data_paths(cfg)
+        root, train_list, _ = recipe_data.data_paths(cfg)
         lines = train_list.read_text().splitlines()
         repeated = out / f"train_x{args.repeat}.csv"
         repeated.write_text("\n".join([lines[0]] + lines[1:] * args.repeat) + "\n")
@@ -317,8 +317,8 @@ def fed_step_rate(cfg: RecipeConfig, batch: dict, device, steps: int, warmup: in
 
 
 def dataset_for(cfg: RecipeConfig):
-    root, train_list, _ = build.data_paths(cfg)
-    return build.transcript_dataset(cfg, root, train_list, train=True)
+    root, train_list, _ = recipe_data.data_paths(cfg)
+    return recipe_data.transcript_dataset(cfg, root, train_list, train=True)
 
 
 def section_workers(args, device, budget: Budget, out: Path) -> dict:

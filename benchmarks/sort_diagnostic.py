@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from tvts.models import load_model
     from tvts.objectives.sorting import sort_metrics
     from tvts.objectives.video_order import encode_transcripts, part_embeddings
-    from tvts.data.build import data_paths, transcript_dataset
+    from tvts.recipe_data import data_paths, transcript_dataset
 
     run = Path(args.run)
     cfg = load_recipe(str(run / "recipe.yaml"))

@@ -38,7 +38,7 @@ from tvts.data.synthetic import ACTIONS
 from tvts.data.transforms import VideoTransform
 from tvts.models import build_model
 from tvts.train.distributed import init_distributed
-from tvts.data.build import data_paths
+from tvts.recipe_data import data_paths
 from tvts.train.trainer import attach_frame_store, reseed
 
 from _report import write_report  # noqa: E402  (benchmarks/ is on the path when run as a script)
@@ -76,7 +76,7 @@ def encode_heldout(model, cfg, heldout: Path) -> dict:
     from tvts.eval.main_job import heldout_protocols
     from tvts.eval.protocols import Encoder
 
-    from tvts.data.build import processor
+    from tvts.recipe_data import processor
 
     tmp = Path(cfg.train.out_dir)
     shutil.rmtree(tmp / "eval_features", ignore_errors=True)

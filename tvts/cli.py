@@ -55,7 +55,7 @@ def cmd_main(args) -> int:
 
     from tvts.eval.main_job import evaluate_run
     from tvts.eval.report import results_table, write_results
-    from tvts.data.build import data_paths
+    from tvts.recipe_data import data_paths
     from tvts.train.trainer import pretrain
 
     cfg = _load(args)

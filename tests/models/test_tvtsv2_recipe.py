@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from tvts.cli import main
 from tvts.config import load_model_config, load_recipe
 from tvts.models.convert import convert_checkpoint
-from tvts.data.build import mask_spec
+from tvts.recipe_data import mask_spec
 
 open_clip = pytest.importorskip("open_clip")
 

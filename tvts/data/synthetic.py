@@ -79,22 +79,21 @@ uses the test half. Each MSR-VTT ``videos`` entry also carries the ground truth 
 ``category`` = 0-based class index, ``shape``, ``colour``, ``event_start``, ``event_end``,
 ``duration``) and its UCF-style path (``ucf_path``).
 
-Deterministic for a seed up to the encoder: a video draws from generators seeded by ``[seed, split_code,
-...]`` and its own index, its scene's and its pair's (never from a shared stream), independent of the number
-of workers, so the annotations and the drawn pictures are identical everywhere. The H.264 bytes are not
-quite: x264 runs single-threaded, yet a few % of the videos encode differently depending on the state of the
-process that encodes them (measured on 2026-11-27: one held-out clip gave three different files in a
-single process, with ``PYTHONHASHSEED`` set, and in a pool worker, each reproducible; two fork-started pools
-differed from each other). The decoded pixels then differ by a few levels on under 1 % of them, which is
-enough to move the main job's numbers in the second digit between fresh clones. Not fixed yet: converting
-to yuv420p in numpy, drawing every picture before encoding and pinning x264's lookahead threads did not
-remove it (the variation is in the encoder); lossless coding would make the decoded pixels reproducible.
+Deterministic for a seed, down to the decoded pixels: a video draws from generators seeded by ``[seed,
+split_code, ...]`` and its own index, its scene's and its pair's (never from a shared stream), independent of
+the number of workers, so the annotations and the drawn pictures are identical everywhere; the pictures are
+converted to yuv420p in numpy (:func:`yuv420p`) and coded losslessly (version 4), so every decoder returns
+exactly those planes (measured: two generations in two processes with different ``PYTHONHASHSEED`` gave
+byte-identical files). Version 3 coded lossily (CRF 20), and a few % of its videos came out differently
+depending on the state of the encoding process (one held-out clip gave three different files in one process
+and in a pool worker), which changed the decoded pixels by a few levels and moved the main job's numbers in
+the second digit between fresh clones. The lossless dataset is ~10 % larger than version 3's.
 
 The pools start from a forkserver (:data:`tvts.data.watchdog.POOL_START`): a script that calls this with
 ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
 
 Default size: 2400 train + 200 val narrated videos (~30 s each) and 320 held-out clips, 64x64 at
-4 fps: about 40 s with 2 workers on an idle 2-core machine, ~90 MB.
+4 fps: about 50 s with 2 workers on an idle 2-core machine, ~95 MB.
 """
 
 from __future__ import annotations
@@ -128,9 +127,10 @@ __all__ = [
     "SIZE_LEVELS",
     "VERSION",
     "make_synthetic",
+    "yuv420p",
 ]
 
-VERSION = "narrated-shapes/3"
+VERSION = "narrated-shapes/4"
 """Generator version; part of the cache key in ``dataset.json``. Bump it when the output changes."""
 
 EVENT_SECONDS = 5.0
@@ -495,8 +495,38 @@ def _frames(background: Image.Image, scene: list[dict], events: list[dict], num_
         yield img
 
 
+# RGB -> BT.601 limited-range Y'CbCr (rows: Y, Cb, Cr), the matrix every decoder assumes for untagged SD video.
+_YUV601 = ((0.256788, 0.504129, 0.097906), (-0.148223, -0.290993, 0.439216), (0.439216, -0.367788, -0.071427))
+
+
+def yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """RGB pictures ``uint8 [..., H, W, 3]`` (even sides) → their yuv420p planes, each picture's as one
+    ``uint8 [..., H * 3 / 2, W]`` array (the Y plane, then the U and the V planes, each 2x2 block's chroma
+    averaged). Computed here rather than by swscale so that what the encoder is handed depends on nothing but
+    the drawing."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    h, w = rgb.shape[-3:-1]
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+
+    def plane(row, offset, lo, hi, subsample):
+        x = row[0] * r + row[1] * g + row[2] * b + offset
+        if subsample:
+            x = (x[..., 0::2, 0::2] + x[..., 0::2, 1::2] + x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) * 0.25
+            x = x.reshape(*x.shape[:-2], h // 4, w)
+        return np.clip(np.rint(x), lo, hi)
+
+    y, u, v = _YUV601
+    return np.concatenate([plane(y, 16.0, 16, 235, False), plane(u, 128.0, 16, 240, True),
+                           plane(v, 128.0, 16, 240, True)], axis=-2).astype(np.uint8)
+
+
 def _write_mp4(path: Path, frames, size: int, fps: float) -> None:
-    """Encode ``frames`` (PIL RGB images) as H.264/yuv420p with a keyframe every 2 s."""
+    """Encode ``frames`` (PIL RGB images) as lossless H.264/yuv420p (x264 ``qp=0``: High 4:4:4 Predictive
+    profile, which FFmpeg-based readers and browsers decode) with a keyframe every 2 s.
+
+    Lossless, so that the decoded pixels are exactly :func:`yuv420p` of the drawn pictures, whatever the
+    encoder decides: x264's decisions (and so its lossy output) varied with the state of the encoding process
+    (version 3), which moved the main job's numbers between fresh clones."""
     import av  # imported here so that importing this module stays light
 
     with av.open(str(path), mode="w") as container:
@@ -504,10 +534,11 @@ def _write_mp4(path: Path, frames, size: int, fps: float) -> None:
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = max(1, round(2 * fps))
-        stream.codec_context.thread_count = 1  # deterministic and parallelised per video instead
-        stream.options = {"crf": "20", "preset": "veryfast", "x264-params": "scenecut=0"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_image(img)):
+        stream.codec_context.thread_count = 1  # parallelised per video instead
+        stream.options = {"qp": "0", "preset": "veryfast", "x264-params": "scenecut=0"}
+        for img in frames:  # one picture at a time: faster than the whole video at once (cache-sized arrays)
+            planes = yuv420p(np.asarray(img.convert("RGB")))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(planes, format="yuv420p")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -98,7 +98,7 @@ def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
     from tvts.eval.protocols import Encoder, sort_accuracy
     from tvts.models import load_model
     from tvts.device import pick_device
-    from tvts.data.build import data_paths, transcript_dataset
+    from tvts.recipe_data import data_paths, transcript_dataset
 
     device = pick_device(cfg.train.device)
     model_dir = Path(model_dir)

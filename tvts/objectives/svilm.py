@@ -196,7 +196,7 @@ class SViLMObjective(nn.Module):
         if c.grounding_weight > 0:
             from tvts.data.nouns import noun_phrases, noun_prompts
 
-            # the noun phrases come with the batch (data.build.noun_spec: spaCy in the workers); a batch built
+            # the noun phrases come with the batch (recipe_data.noun_spec: spaCy in the workers); a batch built
             # by hand gets them here
             phrases = batch.get("nouns") or [noun_phrases(cap, c.num_nouns, c.spacy_model) for cap in captions]
             prompts = noun_prompts(phrases)  # [B*K] strings

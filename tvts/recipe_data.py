@@ -1,5 +1,8 @@
-"""The datasets a recipe names, built in one place: the trainer, the main job's evaluation and the
-benchmarks all call these (``data_paths`` builds the embedded dataset on first use)."""
+"""What a recipe's data section builds, in one place: the trainer, the main job's evaluation and the
+benchmarks all call these (``data_paths`` builds the embedded dataset on first use).
+
+It sits above both ``tvts.config`` (the recipe) and ``tvts.data`` (what it builds), so that ``tvts.data`` never
+reads a recipe: its datasets take plain arguments."""
 
 from __future__ import annotations
 
