@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             segments = model.text_embedding(feats)  # [B, K, D]
             parts = part_embeddings(model, batch["frames"], batch.get("keep"), k)  # [B, K, D], time order
             parts_logits.append(torch.einsum("bjd,bkd->bjk", segments, parts) / cfg.objective.temperature)
-            head_logits.append(model.sort_logits(model.video_model(batch["frames"]), feats))
+            head_logits.append(model.sort_logits(model.sort_video(batch["frames"]), feats))
             orders.append(batch["order"])
     order = torch.cat(orders)
     parts_l, head_l = torch.cat(parts_logits), torch.cat(head_logits)

@@ -13,9 +13,11 @@ Rows:
 - ``same recipe``: today's code on that same recipe (batch 16, 8 frames, half the tokens masked), first
   without, then with each reuse: per-step text encoding vs the precomputed text features; decoding vs the
   frame store;
-- ``main job``: today's ``demo`` recipe as ``make demo`` runs it (batch 32, every token kept, and the K parts
-  of each clip encoded again on their own for the frame-transcript contrastive), and the same with the paper's
-  clip-level InfoNCE, which encodes each clip once.
+- ``main job``: today's ``demo`` recipe as ``make demo`` runs it (batch 32, every token kept; the K parts of each
+  clip encoded on their own, once, for the frame-transcript contrastive and, joined in time order, for the sort
+  head: ``model.sort_head.video: parts``); the same with the sort head reading the clip's own encoding (two
+  video forwards a step: the main job until narrated-shapes v4); and the paper's clip-level InfoNCE with the
+  sort head on the clip (one forward of the clip).
 
     .venv/bin/python benchmarks/step_speed.py                  # ~8 minutes on 2 cores
     .venv/bin/python benchmarks/step_speed.py --steps 120 --rows before main_job
@@ -49,8 +51,11 @@ ROWS = {
                           OLD_RECIPE + ["data.text_features=false", "data.frame_store=false"]),
     "same_recipe_text": ("same recipe + precomputed text features", OLD_RECIPE + ["data.frame_store=false"]),
     "same_recipe_both": ("same recipe + text features + frame store", OLD_RECIPE),
-    "main_job_clip": ("today's demo recipe with the paper's clip-level InfoNCE", ["objective.contrastive=clip"]),
-    "main_job": ("main job (today's demo recipe: each clip's K parts also encoded on their own)", []),
+    "main_job_clip": ("today's demo recipe with the paper's clip-level InfoNCE (the sort head reads the clip)",
+                      ["objective.contrastive=clip", "model.sort_head.video=clip"]),
+    "main_job_two_forwards": ("today's demo recipe, the sort head reading the clip: the clip and its K parts encoded",
+                              ["model.sort_head.video=clip"]),
+    "main_job": ("main job (today's demo recipe: the K parts of each clip encoded once, for both losses)", []),
 }
 
 

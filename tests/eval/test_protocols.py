@@ -105,7 +105,7 @@ class _OracleSorter(torch.nn.Module):
         self.config = SimpleNamespace(name="oracle", sort_head=SimpleNamespace(output=output))
         self.pred_model = torch.nn.Identity()  # stands for a sort head; sort_logits below does the work
 
-    def video_model(self, frames):
+    def sort_video(self, frames):
         return frames
 
     def text_model(self, texts):

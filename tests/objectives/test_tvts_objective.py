@@ -138,3 +138,75 @@ def test_forward_backward_reaches_video_encoder_and_sort_head(make_model, make_b
     assert m.video_model.cls_token.grad.abs().sum() > 0
     assert all(p.grad is not None for p in m.pred_model.parameters() if p.requires_grad)
     assert any(p.grad.abs().sum() > 0 for p in m.text_model.parameters() if p.grad is not None)  # from L_base
+
+
+# ---------------------------------------------------------------------------------------- sort_head.video: parts
+def test_join_parts_puts_each_parts_slots_in_time_order(make_model, make_batch):
+    m = make_model().eval()
+    frames, keep = make_batch()["frames"], make_batch()["keep"]  # [2, 8, ...]: 4 slots of 2 kept tokens
+    parts = m.encode_parts(frames, keep, 4)  # 8 rows of 1 slot
+    joined = parts.join_parts(4)
+    assert (joined.num_slots, joined.tokens_per_slot) == (4, 2) and joined.tokens.shape[:2] == (2, 1 + 4 * 2)
+    for b in range(2):
+        assert torch.equal(joined.cls[b], parts.cls[4 * b:4 * b + 4].mean(0))
+        for k in range(4):
+            assert torch.equal(joined.per_slot()[b, k], parts.per_slot()[4 * b + k, 0])
+    with pytest.raises(ValueError):
+        parts.join_parts(3)
+
+
+def test_sort_video_parts_sees_each_part_alone(make_model, make_batch):
+    m = make_model()
+    m.config.sort_head.video = "parts"
+    m.eval()
+    batch = make_batch()
+    frames = batch["frames"].clone()
+    before = m.sort_video(frames).per_slot()  # [B, 4, N, W]
+    frames[0, 4:6] = torch.randn(2, 3, 16, 16)  # new content in part 2 of clip 0
+    after = m.sort_video(frames).per_slot()
+    changed = (after - before).abs().amax((-1, -2)) > 1e-5  # [B, 4]
+    assert changed.tolist() == [[False, False, True, False], [False, False, False, False]]
+    m.config.sort_head.video = "clip"
+    whole = m.sort_video(frames).per_slot()  # the clip's own encoding: slot 2's new content reaches every slot
+    assert ((whole - m.sort_video(batch["frames"]).per_slot()).abs().amax((-1, -2)) > 1e-5)[0].all()
+
+
+@pytest.mark.parametrize("stop_gradient", [True, False])
+def test_parts_sort_input_gives_the_losses_of_the_two_forward_path_in_one_video_forward(make_model, make_batch, stop_gradient):
+    """With ``sort_head.video: parts`` and the frame-transcript contrastive, the objective encodes the parts once
+    and gets exactly the losses of running the model's own forward (which encodes them again for the head)."""
+    m = make_model()
+    m.config.sort_head.video = "parts"
+    m.eval()
+    batch = make_batch()
+    del batch["keep"]  # every patch, as _direct_frame_loss encodes the parts
+    calls = []
+    hook = m.video_model.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    obj = build_objective(ObjectiveConfig(contrastive="frame", sort_weight=2.0, stop_gradient=stop_gradient), m, 10)
+    with torch.no_grad():
+        losses, metrics = obj(m, batch)
+        assert calls == [2 * 4]  # one forward, over the B*K parts
+        out = m(batch["frames"], batch["texts"], stop_gradient=stop_gradient)
+        expected_sort = 2.0 * sort_loss(out["sort_logits"], batch["order"], "kway")
+    hook.remove()
+    assert math.isclose(losses["sort"].item(), expected_sort.item(), rel_tol=1e-5)
+    with torch.no_grad():
+        direct = _direct_frame_loss(m, batch, 0.05)
+    assert math.isclose(losses["contrastive"].item(), direct, rel_tol=1e-5)
+    assert {"sort_segment_acc", "v2t_acc"} <= set(metrics)
+
+
+def test_parts_sort_input_needs_whole_slots_per_part(tmp_path):
+    from tvts.config import ModelConfig, validate_model
+    from tvts.errors import ConfigError
+
+    cfg = ModelConfig()
+    cfg.sort_head.video = "parts"
+    cfg.num_segments, cfg.video.num_frames, cfg.video.tubelet = 4, 12, 2  # parts of 3 frames: not whole cubes
+    with pytest.raises(ConfigError, match="sort_head.video"):
+        validate_model(cfg)
+    cfg.video.num_frames = 16
+    validate_model(cfg)
+    cfg.sort_head.video = "frames"
+    with pytest.raises(ConfigError, match="sort-head video input"):
+        validate_model(cfg)

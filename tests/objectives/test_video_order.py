@@ -12,8 +12,8 @@ from tvts.models.vit import VideoTokens
 from tvts.objectives import build_objective
 from tvts.objectives.contrastive import info_nce
 from tvts.objectives.sorting import permutation_index
-from tvts.objectives.video_order import (MerlotLikeObjective, VCOPObjective, encode_parts, encode_transcripts,
-                                         part_embeddings, shuffle_parts, unshuffle)
+from tvts.objectives.video_order import (MerlotLikeObjective, VCOPObjective, encode_transcripts, part_embeddings,
+                                         shuffle_parts, unshuffle)
 
 
 # ---------------------------------------------------------------------------------------- parts
@@ -22,7 +22,7 @@ def test_encode_parts_is_the_encoder_on_each_part_alone(make_model, make_batch, 
     m = make_model().eval()
     batch = make_batch()
     frames, keep = batch["frames"], batch["keep"]  # 8 frames = 4 slots
-    tokens = encode_parts(m, frames, keep, k)
+    tokens = m.encode_parts(frames, keep, k)
     assert tokens.tokens.shape[0] == 2 * k and tokens.num_slots == 4 // k
     for b in range(2):
         for j in range(k):
@@ -52,9 +52,9 @@ def test_encode_parts_needs_whole_time_slots(make_model, make_batch):
     m = make_model().eval()
     frames = make_batch()["frames"]
     with pytest.raises(ValueError):
-        encode_parts(m, frames, None, 3)  # 8 frames in 3 parts
+        m.encode_parts(frames, None, 3)  # 8 frames in 3 parts
     with pytest.raises(ValueError):
-        encode_parts(m, frames, None, 8)  # parts of 1 frame, cubes of 2
+        m.encode_parts(frames, None, 8)  # parts of 1 frame, cubes of 2
 
 
 def test_shuffle_and_unshuffle_conventions():

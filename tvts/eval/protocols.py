@@ -395,7 +395,7 @@ def sort_accuracy(model, dataset: TranscriptVideoDataset, batch_size: int = 32, 
         frames = batch["frames"].to(device)
         k = len(batch["texts"][0])
         feats = model.text_model([t for s in batch["texts"] for t in s]).reshape(len(batch["texts"]), k, -1)
-        logits_tv.append(model.sort_logits(model.video_model(frames), feats).cpu())
+        logits_tv.append(model.sort_logits(model.sort_video(frames), feats).cpu())
         logits_t.append(model.sort_logits(None, feats).cpu())
         orders.append(batch["order"])
     order = torch.cat(orders)

@@ -24,6 +24,10 @@ from tvts.errors import CheckpointError, ConfigError
 from tvts.models.vit import VideoTokens
 
 
+def _split(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``[B, T, ...]`` → ``[B*K, T/K, ...]``: row ``b*K + k`` holds the k-th run of T/K steps of sample b."""
+    return x.reshape(x.shape[0] * k, x.shape[1] // k, *x.shape[2:])
+
 
 class VideoTextModel(nn.Module):
     """Base class of the model families (``tvts.models.registry.FAMILIES``)."""
@@ -74,6 +78,31 @@ class VideoTextModel(nn.Module):
                               f"{v.max_slots * v.tubelet}", field="frames")
         return frames
 
+    def encode_parts(self, frames: torch.Tensor, keep: torch.Tensor | None, k: int) -> VideoTokens:
+        """Encode the K temporal parts of each clip on their own.
+
+        A clip of T frames is TSN-sampled over the span of its K transcript segments (TVTS Section 3.1), so
+        its k-th run of T/K frames (its *part* k) lies over segment k. Each part runs through the video
+        encoder as a short video of its own: it sees no other part, and its time slots are numbered from 0,
+        so its features carry nothing of where it came from in the clip.
+
+        ``frames`` ``[B, T, 3, H, W]``; ``keep`` ``[B, S, N]`` or None (part k keeps the rows of its own S/K
+        slots). Returns the encoder's output for ``B*K`` videos of T/K frames, row ``b*K + k`` being part k
+        of clip b.
+        """
+        tubelet = self.config.video.tubelet
+        if frames.shape[1] % k or (frames.shape[1] // k) % tubelet:
+            raise ValueError(f"{frames.shape[1]} frames do not split into K={k} parts of whole time slots (tubelet {tubelet})")
+        return self.video_model(_split(frames, k), None if keep is None else _split(keep, k))
+
+    def sort_video(self, frames: torch.Tensor, keep: torch.Tensor | None = None) -> VideoTokens:
+        """The video tokens the sort head reads (``sort_head.video``): the clip's (``clip``), or its K parts'
+        encoded on their own and joined in time order (``parts``)."""
+        if self.config.sort_head.video == "parts":
+            k = self.config.num_segments
+            return self.encode_parts(frames, keep, k).join_parts(k)
+        return self.video_model(frames, keep)
+
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """n strings → text embeddings ``[n, D]``."""
         return self.text_embedding(self.text_model(texts))
@@ -96,6 +125,8 @@ class VideoTextModel(nn.Module):
         segment_embed = self.text_embedding(feats)
         out = {"video_embed": self.video_embedding(video), "segment_embed": segment_embed, "text_embed": segment_embed.mean(1)}
         if sort:
+            if sort_with_video and self.config.sort_head.video != "clip":
+                video = self.sort_video(frames, keep)
             out["sort_logits"] = self.sort_logits(video if sort_with_video else None, feats.detach() if stop_gradient else feats)
         return out
 

@@ -47,6 +47,18 @@ class VideoTokens:
         b, _, w = self.tokens.shape
         return self.tokens[:, 1:].reshape(b, self.num_slots, self.tokens_per_slot, w)
 
+    def join_parts(self, k: int) -> "VideoTokens":
+        """The outputs of ``B*K`` parts (row ``b*K + k`` = part k of clip b, each of S slots) → ``B`` clips
+        of ``K*S`` slots: clip b's tokens are its parts' slot tokens in time order, and its [CLS] the mean of
+        their [CLS]. Group tokens are not joined (None)."""
+        bk, _, w = self.tokens.shape
+        if bk % k:
+            raise ValueError(f"{bk} rows do not hold K={k} parts per clip")
+        b = bk // k
+        cls = self.tokens[:, 0].reshape(b, k, w).mean(1, keepdim=True)
+        slots = self.tokens[:, 1:].reshape(b, k * self.num_slots * self.tokens_per_slot, w)
+        return VideoTokens(torch.cat([cls, slots], dim=1), k * self.num_slots, self.tokens_per_slot)
+
 
 class CubeEmbed(nn.Module):
     """Non-overlapping ``tubelet x patch x patch`` cubes → tokens. ``[B, T, 3, H, W]`` → ``[B, S, P, W]``

@@ -21,8 +21,9 @@ class TVTSObjective(nn.Module):
     without one). Appendix Table 12: ``contrastive: frame`` replaces the clip-level L_base by MERLOT's
     frame-transcript matching: the K temporal parts of the clip (T/K frames each, part k over segment k)
     are encoded on their own and each is matched to its own transcript by a bidirectional InfoNCE over
-    all B·K (part, transcript) pairs; L_sort still sees the full clip. Caption batches (one text per
-    video, no ``order``) train the clip-level contrastive loss only.
+    all B·K (part, transcript) pairs; L_sort sees the full clip, or, with the model's ``sort_head.video:
+    parts``, the same encoded parts joined in time order (one video forward a step). Caption batches (one
+    text per video, no ``order``) train the clip-level contrastive loss only.
     """
 
     def __init__(self, cfg: ObjectiveConfig, model: nn.Module | None = None, num_samples: int = 0):
@@ -34,16 +35,24 @@ class TVTSObjective(nn.Module):
         c = self.cfg
         use_sort = c.sort_weight > 0 and "order" in batch
         frame = c.contrastive == "frame" and c.contrastive_weight > 0 and "order" in batch
-        if frame and not use_sort:
-            # Nothing needs the full clip: only the transcripts, and the parts below.
-            out = {"segment_embed": model.text_embedding(encode_transcripts(model, batch["texts"]))}
+        parts_only = frame and (not use_sort or model.config.sort_head.video == "parts")
+        if parts_only:
+            # Nothing needs the clip's own forward: the parts are encoded once, for L_base and (joined in time
+            # order) for the sort head.
+            feats = encode_transcripts(model, batch["texts"])  # [B, K, W_t], shuffled order
+            k = feats.shape[1]
+            part_tokens = model.encode_parts(batch["frames"], batch.get("keep"), k)  # B*K parts
+            out = {"segment_embed": model.text_embedding(feats),
+                   "part_embed": model.video_embedding(part_tokens).reshape(len(feats), k, -1)}  # [B, K, D], time order
+            if use_sort:
+                out["sort_logits"] = model.sort_logits(part_tokens.join_parts(k), feats.detach() if c.stop_gradient else feats)
         else:
             out = model(batch["frames"], batch["texts"], batch.get("keep"), stop_gradient=c.stop_gradient, sort=use_sort)
         losses, metrics = {}, {}
         if c.contrastive_weight > 0:
             if frame:
                 k = out["segment_embed"].shape[1]
-                parts = part_embeddings(model, batch["frames"], batch.get("keep"), k)  # [B, K, D], in time order
+                parts = out["part_embed"] if "part_embed" in out else part_embeddings(model, batch["frames"], batch.get("keep"), k)
                 segments = unshuffle(out["segment_embed"], batch["order"])  # [B, K, D], in time order
                 nce = info_nce(parts.flatten(0, 1), segments.flatten(0, 1), c.temperature)
             else:

@@ -1,11 +1,8 @@
-"""Video-ordering pretext tasks of TVTS Table 1, and the one place that encodes the K temporal parts of a
-clip on their own (also used by MERLOT's frame-transcript contrastive in ``tvts.objectives.tvts``).
-
-A clip of T frames is TSN-sampled over the span of its K transcript segments (TVTS Section 3.1), so its
-k-th run of T/K frames (its *part* k) lies over segment k. ``encode_parts`` runs the video encoder on
-each part as a short video of its own: a part sees no other part, and its time slots are numbered from
-0, so its features carry nothing of where it came from in the clip. That is what makes ordering
-shuffled parts a task at all.
+"""Video-ordering pretext tasks of TVTS Table 1, on the K temporal parts of a clip encoded on their own
+(``VideoTextModel.encode_parts``: a part sees no other part and its time slots are numbered from 0, so its
+features carry nothing of where it came from in the clip; that is what makes ordering shuffled parts a task
+at all). ``part_embeddings`` is also what MERLOT's frame-transcript contrastive in ``tvts.objectives.tvts``
+matches with the segments.
 
 Both objectives train L = w_c · L_base + λ · L_order, with L_base the clip-level video-transcript
 InfoNCE (TVTS Eq. 3) exactly as ``TVTSObjective`` computes it, on the full clip:
@@ -37,30 +34,9 @@ from tvts.objectives.sorting import kway_sort_loss, pairs, sort_loss, sort_metri
 
 
 # ---------------------------------------------------------------------------------------- parts
-def _split(x: torch.Tensor, k: int, what: str) -> torch.Tensor:
-    """``[B, T, ...]`` → ``[B*K, T/K, ...]``: row ``b*K + k`` holds the k-th run of T/K steps of sample b."""
-    b, t = x.shape[:2]
-    if t % k:
-        raise ValueError(f"{what} has {t} time steps, not divisible into K={k} parts")
-    return x.reshape(b * k, t // k, *x.shape[2:])
-
-
-def encode_parts(model: nn.Module, frames: torch.Tensor, keep: torch.Tensor | None, k: int) -> VideoTokens:
-    """Encode the K temporal parts of each clip on their own.
-
-    ``frames`` ``[B, T, 3, H, W]``; ``keep`` ``[B, S, N]`` or None (the kept patches of each time slot;
-    part k keeps the rows of its own S/K slots). Returns the video encoder's output for ``B*K`` videos of
-    T/K frames, row ``b*K + k`` being part k of clip b.
-    """
-    tubelet = model.config.video.tubelet
-    if (frames.shape[1] // k) % tubelet or frames.shape[1] % k:
-        raise ValueError(f"{frames.shape[1]} frames do not split into K={k} parts of whole time slots (tubelet {tubelet})")
-    return model.video_model(_split(frames, k, "frames"), None if keep is None else _split(keep, k, "keep"))
-
-
 def part_embeddings(model: nn.Module, frames: torch.Tensor, keep: torch.Tensor | None, k: int) -> torch.Tensor:
     """The video embeddings of the K parts, each encoded on its own: ``[B, K, D]``."""
-    return model.video_embedding(encode_parts(model, frames, keep, k)).reshape(frames.shape[0], k, -1)
+    return model.video_embedding(model.encode_parts(frames, keep, k)).reshape(frames.shape[0], k, -1)
 
 
 def random_orders(b: int, k: int, device: torch.device) -> torch.Tensor:
@@ -91,7 +67,7 @@ def shuffled_part_features(model: nn.Module, frames: torch.Tensor, keep: torch.T
     label of the ordering tasks) and the shuffled parts' [CLS] features ``[B, K, W]``."""
     b = frames.shape[0]
     perm = random_orders(b, k, frames.device)
-    parts = encode_parts(model, shuffle_parts(frames, perm), None if keep is None else shuffle_parts(keep, perm), k)
+    parts = model.encode_parts(shuffle_parts(frames, perm), None if keep is None else shuffle_parts(keep, perm), k)
     return perm, parts.cls.reshape(b, k, -1)
 
 
