@@ -146,7 +146,7 @@ def section_peak(args, device) -> dict:
 
 
 def encoder_config(args) -> tuple[VideoEncoderConfig, int]:
-    m = load_model_config("tvtsv2_vitb16") if not args.cpu_smoke else smoke_model("tvtsv2")
+    m = load_model_config("tvtsv2_vitb16") if not args.cpu_smoke else smoke_model("video_clip")
     return replace(m.video, grad_checkpointing=False), m.embed_dim
 
 
@@ -213,7 +213,7 @@ def section_encoder(args, device, budget: Budget, peak: float | None, compiled: 
 def smoke_model(family: str) -> ModelConfig:
     from tvts.testing import tiny_model_config, tiny_tvtsv2_config
 
-    if family == "tvtsv2":
+    if family == "video_clip":
         return tiny_tvtsv2_config(img_size=32, patch=8)
     return tiny_model_config(SMOKE_TEXT["dir"], sort_head="transformer", img_size=32, patch=8)
 
@@ -242,7 +242,7 @@ def distilbert_folder(out: Path, tokenizer: str | None, smoke: bool) -> Path:
 def recipe_for(name: str, args, out: Path, steps: int, batch: int, workers: int) -> RecipeConfig:
     """A named recipe made runnable here: generated videos, random weights at one lr, ``steps`` steps."""
     if args.cpu_smoke:
-        family = "tvtsv2" if name.startswith("tvtsv2") else "tvts"
+        family = "video_clip" if name.startswith("tvtsv2") else "video_bert"
         cfg = load_recipe("demo")
         cfg = replace(cfg, model=smoke_model(family), objective=replace(cfg.objective, contrastive="clip"))
         size, num_train = 40, 12

@@ -129,7 +129,7 @@ class SortHeadConfig:
     output: str = "kway"  # kway: K-way per transcript (Eq. 2) | pairwise: K(K-1)/2 pair orders | factorial: K!-way (Table 3)
     depth: int = 2
     heads: int = 12
-    width: int = 0  # 0: the width of its video input (tvts: the video encoder width; tvtsv2: embed_dim)
+    width: int = 0  # 0: the width of its video input (video_bert: the video encoder width; video_clip: embed_dim)
     mlp_ratio: float = 4.0
 
 
@@ -140,10 +140,10 @@ CONFIG_VERSION = 1  # bump when a field changes meaning; files state the version
 class ModelConfig:
     version: int = CONFIG_VERSION
     name: str = "tvts"
-    family: str = "tvts"  # tvts (joint ViT + BERT) | tvtsv2 (divided CLIP ViT + CLIP text transformer)
+    family: str = "video_bert"  # video_bert (joint ViT or 3D ResNet + a BERT-family text encoder, projected: TVTS, CPD, S-ViLM) | video_clip (divided CLIP ViT + CLIP text transformer: TVTSv2)
     num_segments: int = NUM_SEGMENTS  # K
     embed_dim: int = 256  # D, the common space
-    text_proj: str = "minimal"  # tvts: minimal (ReLU + linear, published TVTS) | mlp_bn (CPD: FC-BN-ReLU-FC-BN)
+    text_proj: str = "minimal"  # video_bert: minimal (ReLU + linear, published TVTS) | mlp_bn (CPD: FC-BN-ReLU-FC-BN)
     video: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     sort_head: SortHeadConfig = field(default_factory=SortHeadConfig)
@@ -408,7 +408,10 @@ def to_dict(cfg) -> dict:
 
 
 # family → (video arch, text encoder kind)
-FAMILY_PARTS = {"tvts": (("joint", "r3d_slow"), "hf"), "tvtsv2": (("divided",), "clip")}
+FAMILY_PARTS = {"video_bert": (("joint", "r3d_slow"), "hf"), "video_clip": (("divided",), "clip")}
+# The families' names until config version 1's first release named them after the papers; folders and
+# recipes written then still load.
+FAMILY_ALIASES = {"tvts": "video_bert", "tvtsv2": "video_clip"}
 
 
 def _require(cond: bool, msg: str, field_: str, source: str) -> None:
@@ -454,6 +457,7 @@ def _require_choice(value: str, kind: str, what: str, field_: str, source: str) 
 
 def validate_model(m: ModelConfig, source: str = "") -> None:
     v, t = m.video, m.text
+    m.family = FAMILY_ALIASES.get(m.family, m.family)  # every loaded model config passes here
     _require(m.version == CONFIG_VERSION, f"config version {m.version}, this tvts reads version {CONFIG_VERSION}", "model.version", source)
     _require(m.family in FAMILY_PARTS, f"unknown model family '{m.family}'", "model.family", source)
     arch, text_kind = FAMILY_PARTS[m.family]
@@ -500,8 +504,8 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     _require(m.sort_head.output != "factorial" or m.num_segments <= 6, "factorial sorting enumerates K! orders: K <= 6",
              "model.sort_head.output", source)
     _require(m.text_proj in ("minimal", "mlp_bn"), f"unknown text_proj '{m.text_proj}'", "model.text_proj", source)
-    _require(m.family == "tvts" or m.text_proj == "minimal", "text_proj applies to the tvts family only", "model.text_proj", source)
-    w = m.sort_head.width or (video_width(m) if m.family == "tvts" else m.embed_dim)
+    _require(m.family == "video_bert" or m.text_proj == "minimal", "text_proj applies to the video_bert family only", "model.text_proj", source)
+    w = m.sort_head.width or (video_width(m) if m.family == "video_bert" else m.embed_dim)
     _require(m.sort_head.kind == "none" or w % m.sort_head.heads == 0, "sort head width must be divisible by its heads", "model.sort_head.heads", source)
     _require(t.trainable_layers >= -1, "trainable_layers must be -1, 0 or positive", "model.text.trainable_layers", source)
     if t.kind == "hf":
@@ -564,7 +568,7 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
              "train.curriculum.at_step", source)
     _require(cur.val_every > 0 and cur.patience >= 1, "val_every and patience must be positive",
              "train.curriculum.val_every", source)
-    _require(cur.trigger == "none" or c.model.family == "tvts", "the curriculum unfreezes a BERT-family text encoder (family tvts)",
+    _require(cur.trigger == "none" or c.model.family == "video_bert", "the curriculum unfreezes a BERT-family text encoder (family video_bert)",
              "train.curriculum.trigger", source)
     _require(c.data.segment_seconds > 0, "segment_seconds must be positive", "data.segment_seconds", source)
     _require(c.data.gap >= 0, "gap must be >= 0", "data.gap", source)

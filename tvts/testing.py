@@ -46,7 +46,7 @@ def tiny_tvtsv2_config(**video) -> ModelConfig:
              mask_ratio=0.5, mask_kind="tube", act="quick_gelu")
     v.update(video)
     return ModelConfig(
-        name="tiny_v2", family="tvtsv2", num_segments=4, embed_dim=16, video=VideoEncoderConfig(**v),
+        name="tiny_v2", family="video_clip", num_segments=4, embed_dim=16, video=VideoEncoderConfig(**v),
         text=TextEncoderConfig(kind="clip", name="clip-bpe", max_length=16, pooling="eot", width=32, heads=2, layers=4,
                                trainable_layers=1),
         sort_head=SortHeadConfig(kind="transformer", depth=2, heads=2),  # the published head has 2 blocks

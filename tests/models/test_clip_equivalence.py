@@ -13,7 +13,7 @@ import torch
 
 from tvts.config import load_model_config
 from tvts.models.convert import clip_to_tvtsv2
-from tvts.models.tvtsv2 import TVTSv2, is_new_parameter
+from tvts.models.video_clip import VideoClip, is_new_parameter
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -28,7 +28,7 @@ def pair():
         for p in clip.parameters():
             if p.ndim == 1:
                 p.add_(0.1 * torch.randn_like(p))
-    model = TVTSv2(load_model_config("tvtsv2_vitb16")).eval()
+    model = VideoClip(load_model_config("tvtsv2_vitb16")).eval()
     conversion = clip_to_tvtsv2(clip.state_dict(), model, "open_clip ViT-B-16")
     model.load_state_dict(conversion.state, strict=False)
     assert conversion.ignored == ["logit_scale"]

@@ -11,7 +11,7 @@ import yaml
 from tvts.config import to_dict
 from tvts.convert_cli import add_convert_parser
 from tvts.errors import CheckpointError
-from tvts.models import TVTS, TVTSv2, load_model
+from tvts.models import VideoBert, VideoClip, load_model
 from tvts.models.convert import convert_checkpoint, read_state_dict
 from tvts.testing import tiny_model_config
 
@@ -57,7 +57,7 @@ def _released(path, state):
 
 def _source_v2(tiny_v2):
     torch.manual_seed(0)
-    m = TVTSv2(tiny_v2()).eval()
+    m = VideoClip(tiny_v2()).eval()
     with torch.no_grad():  # as after training: a working temporal branch
         for blk in m.video_model.transformer.resblocks:
             torch.nn.init.normal_(blk.timeattn.qkv.weight, std=0.2)
@@ -176,7 +176,7 @@ def distilbert_dir(tmp_path_factory):
 def test_released_tvts_v1_checkpoint_gives_the_same_features(distilbert_dir, tmp_path):
     cfg = tiny_model_config(distilbert_dir, sort_head="transformer")
     torch.manual_seed(0)
-    source = TVTS(cfg, pretrained_text=False).eval()
+    source = VideoBert(cfg, pretrained_text=False).eval()
     state = {"module." + k.replace("text_model.model.", "text_model.", 1): v.clone() for k, v in source.state_dict().items()}
     state["module.text_model.embeddings.position_ids"] = torch.arange(64)[None]  # saved by old transformers
     assert {"module.txt_proj.1.weight", "module.vid_proj.0.weight", "module.pred_model.head.weight",
@@ -190,7 +190,7 @@ def test_released_tvts_v1_checkpoint_gives_the_same_features(distilbert_dir, tmp
                               str(tmp_path / "TVTS.pth"), str(tmp_path / "model")])
     assert args.func(args) == 0
     model = load_model(tmp_path / "model").eval()
-    assert isinstance(model, TVTS) and (tmp_path / "model" / "text" / "tokenizer_config.json").is_file()
+    assert isinstance(model, VideoBert) and (tmp_path / "model" / "text" / "tokenizer_config.json").is_file()
     with torch.no_grad():
         assert torch.equal(model.encode_video(_frames()), source.encode_video(_frames()))
         assert torch.equal(model.encode_text(TEXTS), source.encode_text(TEXTS))

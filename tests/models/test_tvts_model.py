@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from tvts.errors import CheckpointError
-from tvts.models import TVTS, build_model, load_model
-from tvts.models.tvts import WEIGHTS_NAME
+from tvts.models import VideoBert, build_model, load_model
+from tvts.models.video_bert import WEIGHTS_NAME
 from tvts.objectives.sorting import kway_sort_loss
 from tvts.testing import make_tiny_bert, tiny_model_config
 
@@ -34,6 +34,31 @@ def test_save_and_load_round_trip(bert_dir, tmp_path):
     assert m2.config == m.config
 
 
+def test_folders_and_configs_with_the_old_family_names_still_load(bert_dir, tmp_path):
+    """Families were named "tvts" and "tvtsv2" until they were named by what they are."""
+    import json
+
+    from tvts.config import load_model_config
+
+    torch.manual_seed(0)
+    m = build_model(tiny_model_config(bert_dir)).eval()
+    m.save_pretrained(tmp_path / "m")
+    cfg_file = tmp_path / "m" / "config.json"
+    data = json.loads(cfg_file.read_text())
+    assert data["family"] == "video_bert"
+    data["family"] = "tvts"
+    cfg_file.write_text(json.dumps(data))
+    m2 = load_model(tmp_path / "m")
+    assert isinstance(m2, VideoBert) and m2.config.family == "video_bert"
+    frames, _ = _batch()
+    assert torch.equal(m.encode_video(frames), m2.encode_video(frames))
+    for name, family in (("tvtsv2_vitb16", "video_clip"), ("tvts_demo", "video_bert")):
+        assert load_model_config(name).family == family
+    with pytest.raises(Exception, match="unknown model family"):
+        load_model_config("tvts_demo", ["family=tvts3"])
+    assert load_model_config("tvtsv2_vitb16", ["family=tvtsv2"]).family == "video_clip"
+
+
 def test_loading_is_strict(bert_dir, tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -44,7 +69,7 @@ def test_loading_is_strict(bert_dir, tmp_path):
     state["video_model.surprise"] = torch.zeros(1)
     save_file(state, str(tmp_path / "m" / WEIGHTS_NAME))
     with pytest.raises(CheckpointError) as e:
-        TVTS.from_pretrained(tmp_path / "m")
+        VideoBert.from_pretrained(tmp_path / "m")
     assert "video_model.temporal_embed" in str(e.value) and "video_model.surprise" in str(e.value)
 
 

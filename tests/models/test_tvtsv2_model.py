@@ -6,7 +6,7 @@ import torch
 
 from tvts.config import load_model_config
 from tvts.errors import CheckpointError
-from tvts.models import TVTSv2, build_model, load_model
+from tvts.models import VideoClip, build_model, load_model
 from tvts.models.base import WEIGHTS_NAME
 from tvts.models.convert import tvtsv2_to_tvtsv2
 from tvts.objectives.sorting import kway_sort_loss
@@ -60,7 +60,7 @@ def test_save_and_load_round_trip(tiny_v2, tmp_path):
     m = build_model(tiny_v2()).eval()
     m.save_pretrained(tmp_path / "m")
     m2 = load_model(tmp_path / "m").eval()
-    assert isinstance(m2, TVTSv2) and m2.config == m.config
+    assert isinstance(m2, VideoClip) and m2.config == m.config
     assert torch.equal(m.encode_video(_frames()), m2.encode_video(_frames()))
     assert torch.equal(m.encode_text(TEXTS[0]), m2.encode_text(TEXTS[0]))
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", WEIGHTS_NAME]
@@ -81,7 +81,7 @@ def test_loading_is_strict(tiny_v2, tmp_path):
 
 def _counts(name: str) -> dict[str, int]:
     with torch.device("meta"):
-        m = TVTSv2(load_model_config(name))
+        m = VideoClip(load_model_config(name))
     c = {"video": 0, "video_clip": 0, "text": 0, "head": 0}
     for k, p in m.named_parameters():
         part = k.split(".")[0]
@@ -116,7 +116,7 @@ def test_published_b16_key_set_converts_exactly(published):
     shapes = published.tvtsv2_shapes(w=768, layers=12, patch=16, grid=14, wt=512, text_layers=12, e=512)
     assert sum(k.startswith("video_model.") for k in shapes) == 225
     with torch.device("meta"):
-        model = TVTSv2(load_model_config("tvtsv2_vitb16"))
+        model = VideoClip(load_model_config("tvtsv2_vitb16"))
         state = {k: torch.empty(s) for k, s in shapes.items()}
     conversion = tvtsv2_to_tvtsv2(state, model, "TVTSv2_ViT_B_16.pth")
     assert len(conversion.state) == len(shapes) and conversion.ignored == []

@@ -23,7 +23,7 @@ TINY = ["embed_dim=16", "video.img_size=16", "video.num_frames=4", "video.patch=
 def test_recipe_is_the_papers():
     r = load_recipe("tvtsv2_vitb16")
     m = r.model
-    assert (m.family, m.video.num_frames, m.video.img_size, m.video.mask_ratio, m.embed_dim) == ("tvtsv2", 12, 224, 0.5, 512)
+    assert (m.family, m.video.num_frames, m.video.img_size, m.video.mask_ratio, m.embed_dim) == ("video_clip", 12, 224, 0.5, 512)
     assert (r.train.lr, r.train.pretrained_lr, r.train.weight_decay, r.objective.sort_weight) == (1e-4, 1e-7, 0.05, 2.0)
     assert (m.text.layers - m.text.trainable_layers, m.text.layers) == (9, 12)  # first 3/4 frozen
     spec = mask_spec(r)  # what the trainer asks the data pipeline for: one kept set for all 12 frames
@@ -51,7 +51,7 @@ def test_pretrain_from_converted_clip_weights(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all(r["loss_sort"] > 0 and r["loss_contrastive"] > 0 for r in rows)
     start, end = load_file(str(tmp_path / "clip_tvts" / "model.safetensors")), load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
-    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["family"] == "tvtsv2"
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["family"] == "video_clip"
     delta = {k: (end[k] - start[k]).abs().max().item() for k in start}
     assert delta["text_model.clip.transformer.resblocks.0.mlp.c_fc.weight"] == 0  # frozen
     assert 0 < delta["video_model.transformer.resblocks.0.mlp.c_fc.weight"] < 1e-6  # CLIP's, lr 1e-7

@@ -6,7 +6,7 @@ import torch
 
 from tvts.config import ObjectiveConfig, TrainConfig, load_model_config
 from tvts.models import build_model
-from tvts.models.tvtsv2 import is_new_parameter
+from tvts.models.video_clip import is_new_parameter
 from tvts.objectives.tvts import TVTSObjective
 from tvts.testing import make_tiny_bert, tiny_model_config
 from tvts.train.optim import build_optimizer, param_groups

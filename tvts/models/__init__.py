@@ -1,7 +1,7 @@
 """Video encoders, text encoders, heads, and the registry of named model configs."""
 
 from tvts.models.registry import build_model, load_model
-from tvts.models.tvts import TVTS
-from tvts.models.tvtsv2 import TVTSv2
+from tvts.models.video_bert import VideoBert
+from tvts.models.video_clip import VideoClip
 
-__all__ = ["TVTS", "TVTSv2", "build_model", "load_model"]
+__all__ = ["VideoBert", "VideoClip", "build_model", "load_model"]

@@ -34,10 +34,10 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file
 
-from tvts.config import ModelConfig, load_model_config
+from tvts.config import FAMILY_ALIASES, ModelConfig, load_model_config
 from tvts.errors import CheckpointError, ConfigError
-from tvts.models.tvts import TVTS
-from tvts.models.tvtsv2 import TVTSv2, is_new_parameter
+from tvts.models.video_bert import VideoBert
+from tvts.models.video_clip import VideoClip, is_new_parameter
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -327,6 +327,7 @@ def detect_tvtsv2_size(state: dict[str, torch.Tensor], source: str) -> str:
 
 def _model_config(config: str | ModelConfig, family: str) -> ModelConfig:
     cfg = copy.deepcopy(config) if isinstance(config, ModelConfig) else load_model_config(config)
+    cfg.family = FAMILY_ALIASES.get(cfg.family, cfg.family)
     if cfg.family != family:
         raise ConfigError(f"this checkpoint converts into a {family} model, the config is a {cfg.family} one", field="--config")
     return cfg
@@ -354,16 +355,16 @@ def convert_checkpoint(source_kind: str, path: str | os.PathLike, out_dir: str |
         if not text_model:
             raise ConfigError("converting TVTS needs --text-model: a local DistilBERT folder (tokenizer + config.json)",
                               field="--text-model")
-        cfg = _model_config(config or "tvts_vitb16", "tvts")
+        cfg = _model_config(config or "tvts_vitb16", "video_bert")
         cfg.text.name = text_model
-        model = TVTS(cfg, pretrained_text=False)
+        model = VideoBert(cfg, pretrained_text=False)
         conversion = tvts_v1_to_tvts(state, model, source)
     else:
         if not config:
             size = size or detect_tvtsv2_size(state, source)
             if size not in TVTSV2_SIZES:
                 raise ConfigError(f"unknown size '{size}' (known: {', '.join(TVTSV2_SIZES)})", field="--size")
-        model = TVTSv2(_model_config(config or TVTSV2_SIZES[size], "tvtsv2"))
+        model = VideoClip(_model_config(config or TVTSV2_SIZES[size], "video_clip"))
         convert = tvtsv2_to_tvtsv2 if source_kind == "tvtsv2" else clip_to_tvtsv2
         conversion = convert(state, model, source)
     model.load_state_dict(conversion.state, strict=False)  # strictness was checked by match_state

@@ -80,7 +80,7 @@ def encode_transcripts(model: nn.Module, texts: list[list[str]]) -> torch.Tensor
 def _token_width(model: nn.Module) -> int:
     """Width of the video encoder's output tokens (TVTSv2's divided ViT projects them to embed_dim)."""
     cfg = model.config
-    return video_width(cfg) if cfg.family == "tvts" else cfg.embed_dim
+    return video_width(cfg) if cfg.family == "video_bert" else cfg.embed_dim
 
 
 # ---------------------------------------------------------------------------------------- L_base

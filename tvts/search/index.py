@@ -238,7 +238,7 @@ def _probe_all(videos: list[VideoFile], timeout: float) -> tuple[list[VideoFile]
 def model_record(model, model_dir: str) -> dict:
     from tvts.eval.extract import weights_fingerprint
 
-    return {"dir": str(Path(model_dir).resolve()), "name": model.config.name, "family": getattr(model.config, "family", "tvts"),
+    return {"dir": str(Path(model_dir).resolve()), "name": model.config.name, "family": getattr(model.config, "family", "video_bert"),
             "weights_sha256": weights_fingerprint(model), "embed_dim": int(model.config.embed_dim)}
 
 

@@ -20,15 +20,15 @@ import torch.nn as nn
 
 from tvts.config import TrainConfig
 
-# TVTS (family tvts): no weight decay for biases, norms, and learned embeddings/tokens.
+# TVTS (family video_bert): no weight decay for biases, norms, and learned embeddings/tokens.
 NO_DECAY_NAMES = ("bias", "norm", "ln_", "LayerNorm", "embed", "cls_token", "class_embedding", "positional_embedding")
-# TVTSv2 (appendix B, and the published rule): no weight decay for norms and biases only.
+# TVTSv2 (family video_clip; appendix B, and the published rule): no weight decay for norms and biases only.
 NO_DECAY_NAMES_V2 = ("bias", "norm", "ln_", "LayerNorm")
 
 
 def skips_weight_decay(family: str, name: str, p: torch.Tensor) -> bool:
     """Whether parameter ``name`` of a ``family`` model is left out of weight decay (norms, biases, ...)."""
-    if family == "tvtsv2":
+    if family == "video_clip":
         return any(k in name for k in NO_DECAY_NAMES_V2)
     return p.ndim < 2 or any(k in name for k in NO_DECAY_NAMES)
 

@@ -37,7 +37,7 @@ from tvts.errors import ConfigError, DataError
 from tvts.models import build_model
 from tvts.models.convert import init_video_from_mae
 from tvts.models.text_features import TextFeatureTable
-from tvts.models.tvts import load_state_strict
+from tvts.models.video_bert import load_state_strict
 from tvts.objectives import Pretrainer, build_objective
 from tvts.train.checkpoint import (full_model_state, is_sharded, latest_checkpoint, load_objective_state,
                                    load_sharded_checkpoint, load_trainer_state, save_checkpoint, save_sharded_checkpoint)

@@ -17,7 +17,7 @@ from tvts.models.heads import SORT_HEADS
 from tvts.models.text import HFTextEncoder
 from tvts.models.vit import JointSpaceTimeViT, VideoTokens
 
-__all__ = ["TVTS", "CONFIG_NAME", "WEIGHTS_NAME", "TEXT_DIR", "load_state_strict", "replace_dir"]
+__all__ = ["VideoBert", "CONFIG_NAME", "WEIGHTS_NAME", "TEXT_DIR", "load_state_strict", "replace_dir"]
 
 TEXT_DIR = "text"  # tokenizer + text-architecture config, so a saved model needs nothing else
 
@@ -41,7 +41,7 @@ def text_projection(kind: str, text_width: int, embed_dim: int) -> nn.Sequential
     return nn.Sequential(nn.ReLU(), nn.Linear(text_width, embed_dim))
 
 
-class TVTS(VideoTextModel):
+class VideoBert(VideoTextModel):
     """Also the shape of the CPD and S-ViLM models: ``video.arch: r3d_slow`` and ``text_proj: mlp_bn`` (CPD),
     group tokens with ``video.pool: groups`` (S-ViLM), ``sort_head.kind: none`` for no sort head."""
 

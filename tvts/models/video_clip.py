@@ -27,7 +27,7 @@ def is_new_parameter(name: str) -> bool:
     return any(k in name for k in NEW_PARAMETERS)
 
 
-class TVTSv2(VideoTextModel):
+class VideoClip(VideoTextModel):
     """``pretrained_text`` exists for the registry's common signature; the CLIP text tower is built from
     its config with random weights either way, and pretrained ones come from ``tvts convert``."""
 
