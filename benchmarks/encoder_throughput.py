@@ -23,7 +23,7 @@ import time
 import torch
 import torch.nn as nn
 
-from tvts.config import VideoEncoderConfig
+from tvts.config import DividedViTConfig
 from tvts.data.masking import tube_mask
 from tvts.models.divided_vit import DividedAttention, DividedSpaceTimeViT
 
@@ -61,9 +61,9 @@ class PlainDividedAttention(DividedAttention):
 
 
 def build_pair(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    cfg = VideoEncoderConfig(arch="divided", img_size=args.img, num_frames=args.frames, tubelet=1, patch=args.patch,
-                             width=args.width, depth=args.depth, heads=args.heads, max_slots=max(12, args.frames),
-                             mask_ratio=args.mask, mask_kind="tube", act="quick_gelu", grad_checkpointing=args.checkpointing)
+    cfg = DividedViTConfig(img_size=args.img, num_frames=args.frames, tubelet=1, patch=args.patch,
+                           width=args.width, depth=args.depth, heads=args.heads, max_slots=max(12, args.frames),
+                           mask_ratio=args.mask, mask_kind="tube", act="quick_gelu", grad_checkpointing=args.checkpointing)
     torch.manual_seed(args.seed)
     ours = DividedSpaceTimeViT(cfg, args.embed_dim)
     with torch.no_grad():  # a trained-looking temporal branch, so that both attentions do real work

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_report  # noqa: E402
 from encoder_throughput import PlainDividedAttention  # noqa: E402
 
-from tvts.config import (ModelConfig, RecipeConfig, SyntheticConfig, VideoEncoderConfig, load_model_config,  # noqa: E402
+from tvts.config import (ModelConfig, RecipeConfig, SyntheticConfig, DividedViTConfig, load_model_config,  # noqa: E402
                          load_recipe, validate_recipe)
 from tvts import recipe_data  # noqa: E402
 from tvts.data.datasets import collate  # noqa: E402
@@ -59,7 +59,7 @@ BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs
-def divided_vit_flops(cfg: VideoEncoderConfig, embed_dim: int, frames: int, kept: int) -> float:
+def divided_vit_flops(cfg: DividedViTConfig, embed_dim: int, frames: int, kept: int) -> float:
     """Forward FLOPs of one clip through :class:`DividedSpaceTimeViT` (a multiply-add is 2 FLOPs).
 
     ``frames`` T, ``kept`` n patches per frame after tube masking, L = 1 + T*n tokens, width W, MLP width
@@ -145,7 +145,7 @@ def section_peak(args, device) -> dict:
             "torch": torch.__version__}
 
 
-def encoder_config(args) -> tuple[VideoEncoderConfig, int]:
+def encoder_config(args) -> tuple[DividedViTConfig, int]:
     m = load_model_config("tvtsv2_vitb16") if not args.cpu_smoke else smoke_model("video_clip")
     return replace(m.video, grad_checkpointing=False), m.embed_dim
 

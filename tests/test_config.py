@@ -126,3 +126,44 @@ def test_every_registry_names_exactly_the_choices_the_config_accepts():
     assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
     assert tuple(SORT_HEADS) == SORT_HEAD_KINDS
     assert tuple(REGISTRY) == OBJECTIVE_NAMES
+
+
+def test_video_config_is_the_class_of_its_arch_and_holds_only_its_fields(tmp_path):
+    from tvts.config import DividedViTConfig, JointViTConfig, R3DConfig, load_model_config
+
+    assert type(load_recipe("demo").model.video) is JointViTConfig
+    assert type(load_model_config("tvtsv2_vitb16").video) is DividedViTConfig
+    r3d = load_model_config("cpd_r3d34").video
+    assert type(r3d) is R3DConfig and r3d.depth == 34 and not hasattr(r3d, "patch")
+    # a field of another architecture is refused, with its dotted name
+    with pytest.raises(ConfigError) as e:
+        load_recipe("demo", ["model.video.post_norm=cls"])
+    assert e.value.field == "model.video.post_norm"
+    with pytest.raises(ConfigError) as e:
+        load_model_config("cpd_r3d34", ["video.width=64"])
+    assert e.value.field == "video.width"
+    # an override that changes the arch leaves the base's ViT fields behind
+    cfg = load_recipe("demo", ["objective.contrastive=clip", "objective.name=cpd", "model.sort_head.kind=none",
+                               "model.video.arch=r3d_slow", "model.video.depth=18"])
+    assert type(cfg.model.video) is R3DConfig and cfg.model.video.img_size == 32
+
+
+def test_a_config_json_written_before_the_split_still_loads(tmp_path):
+    """Until the split every config.json carried every field of every architecture; those at their old shared
+    defaults are dropped, any other value of a field the arch does not have is an error."""
+    import dataclasses
+    import json
+
+    from tvts.config import _SHARED_VIDEO_DEFAULTS, R3DConfig, load_model_config
+
+    old = dataclasses.asdict(load_model_config("cpd_r3d34"))
+    old["video"] = {**_SHARED_VIDEO_DEFAULTS, **old["video"]}  # the old union: depth is the ResNet's here
+    old["family"] = "tvts"
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    cfg = load_model_config(str(tmp_path / "config.json"))
+    assert type(cfg.video) is R3DConfig and cfg.video.depth == 34 and cfg.family == "video_bert"
+    old["video"]["patch"] = 8  # not the old default: it meant something once, so it is not silently dropped
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError) as e:
+        load_model_config(str(tmp_path / "config.json"))
+    assert e.value.field == "video.patch"

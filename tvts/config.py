@@ -39,44 +39,90 @@ CONFIG_DIR = Path(str(importlib.resources.files("tvts") / "configs"))
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class VideoEncoderConfig:
-    """Video transformer.
+    """What every video encoder has; one subclass per architecture (``arch``) adds its own fields, and a
+    config holds only the fields of its architecture (:data:`VIDEO_ARCHS`, chosen by ``arch`` when loading).
+    """
 
-    ``arch='joint'``: TVTS ViT with cube embeddings and joint space-time attention.
-    ``arch='r3d_slow'``: the slow-pathway 3D ResNet of CPD / SlowFast (torchvision's ``VideoResNet`` with 2D
-    kernels up to res3 and 3D kernels in res4-res5, no temporal downsampling; ``depth`` 18, 34 or 50; no
-    token dropping, so ``mask_ratio`` must be 0). Its tokens are the res5 feature map's cells.
-    ``arch='divided'``: TVTSv2 CLIP ViT: per-frame patches (``tubelet=1``), one video [CLS], and in every
+    arch: str = "joint"  # joint (JointViTConfig) | divided (DividedViTConfig) | r3d_slow (R3DConfig)
+    img_size: int = 224
+    num_frames: int = 16  # M, frames per clip
+    tubelet: int = 2  # frames per time slot (the cube embedding's time size; 1 for divided)
+    mask_ratio: float = 0.75  # fraction of tokens dropped in training ("within each frame" for TVTS)
+    mask_kind: str = "random"  # random (per time slot, TVTS) | tube (same positions in every slot, TVTSv2)
+    grad_checkpointing: bool = False
+    pool: str = "cls"  # video embedding from the [CLS] (cls), the mean of the other tokens (mean) or of the group tokens (groups, S-ViLM)
+
+
+@dataclass
+class ViTConfig(VideoEncoderConfig):
+    """What both ViTs share: patches, width, blocks and the learned temporal embedding."""
+
+    patch: int = 16
+    width: int = 768
+    depth: int = 12  # transformer blocks
+    heads: int = 12
+    mlp_ratio: float = 4.0
+    max_slots: int = 8  # size of the learnable temporal embedding (time slots = num_frames / tubelet)
+    act: str = "gelu"  # MLP activation: gelu | quick_gelu (OpenAI CLIP, the TVTSv2 B sizes); joint: gelu only
+
+
+@dataclass
+class JointViTConfig(ViTConfig):
+    """``arch='joint'``: the TVTS ViT with cube embeddings and joint space-time attention (also S-ViLM's, with
+    group tokens: M learnable tokens updated by a grouping block after each listed layer, 1-based; the
+    paper: 6, 9 and the last of 12)."""
+
+    num_groups: int = 0
+    group_layers: list[int] = field(default_factory=list)
+    group_tau: float = 1.0  # Gumbel-softmax temperature of the hard assignment
+
+
+@dataclass
+class DividedViTConfig(ViTConfig):
+    """``arch='divided'``: the TVTSv2 CLIP ViT: per-frame patches (``tubelet=1``), one video [CLS], and in every
     block a temporal attention (each patch with the same position in every frame, and the [CLS]) before
     the spatial one (each patch with its frame, and the [CLS]); the [CLS] attends to every token. Its
     output is projected to the model's ``embed_dim`` inside the encoder, as in CLIP. ``post_norm``: where
     ``ln_post`` applies: ``all`` tokens (published B/32, B/16) or the ``cls`` only, the other tokens being
     projected un-normalised (published H/14, OpenCLIP's convention). ``wiring``: ``published``: the
     temporal output only feeds the spatial attention, ``y = x + S(x + T(x))``; ``residual``: it also stays
-    in the residual stream, ``h = x + T(x); y = h + S(h)``.
-    """
+    in the residual stream, ``h = x + T(x); y = h + S(h)``."""
 
-    arch: str = "joint"
-    img_size: int = 224
-    num_frames: int = 16  # M, frames per clip
-    tubelet: int = 2  # frames per cube (time size of the cube embedding); 1 for divided
-    patch: int = 16
-    width: int = 768
-    depth: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    max_slots: int = 8  # size of the learnable temporal embedding (time slots = num_frames / tubelet)
-    mask_ratio: float = 0.75  # fraction of tokens dropped in training ("within each frame" for TVTS)
-    mask_kind: str = "random"  # random (per time slot, TVTS) | tube (same positions in every slot, TVTSv2)
-    grad_checkpointing: bool = False
-    act: str = "gelu"  # MLP activation: gelu | quick_gelu (OpenAI CLIP, the TVTSv2 B sizes); joint: gelu only
-    post_norm: str = "all"  # divided: all | cls
-    wiring: str = "published"  # divided: published | residual
-    # S-ViLM grouping (joint only): M learnable group tokens updated by a grouping block after each listed
-    # layer (1-based; the paper: 6, 9 and the last of 12).
-    num_groups: int = 0
-    group_layers: list[int] = field(default_factory=list)
-    group_tau: float = 1.0  # Gumbel-softmax temperature of the hard assignment
-    pool: str = "cls"  # video embedding from the [CLS] (cls), the mean of the other tokens (mean) or of the group tokens (groups, S-ViLM)
+    arch: str = "divided"
+    tubelet: int = 1
+    post_norm: str = "all"  # all | cls
+    wiring: str = "published"  # published | residual
+
+
+@dataclass
+class R3DConfig(VideoEncoderConfig):
+    """``arch='r3d_slow'``: the slow-pathway 3D ResNet of CPD / SlowFast (torchvision's ``VideoResNet`` with 2D
+    kernels up to res3 and 3D kernels in res4-res5, no temporal downsampling). No token dropping, so
+    ``mask_ratio`` must be 0. Its tokens are the res5 feature map's cells."""
+
+    arch: str = "r3d_slow"
+    depth: int = 50  # ResNet depth: 18, 34 or 50
+    mask_ratio: float = 0.0
+
+
+VIDEO_ARCHS: dict[str, type[VideoEncoderConfig]] = {"joint": JointViTConfig, "divided": DividedViTConfig,
+                                                    "r3d_slow": R3DConfig}
+"""Each video architecture's config class: a loaded config is an instance of ``VIDEO_ARCHS[arch]``."""
+
+# Fields of the single video config every architecture shared until this split, with the default they had
+# (all of them are written in older config.json files): on loading, a field that is not the architecture's
+# own is dropped when it holds that default, and refused otherwise.
+_SHARED_VIDEO_DEFAULTS = {"patch": 16, "width": 768, "depth": 12, "heads": 12, "mlp_ratio": 4.0, "max_slots": 8,
+                          "act": "gelu", "post_norm": "all", "wiring": "published", "num_groups": 0,
+                          "group_layers": [], "group_tau": 1.0}
+
+
+def video_config(**fields) -> VideoEncoderConfig:
+    """The config class of ``fields['arch']`` (default ``joint``) built from ``fields``."""
+    arch = fields.get("arch", "joint")
+    if arch not in VIDEO_ARCHS:
+        raise ConfigError(f"unknown video arch '{arch}' (known: {', '.join(VIDEO_ARCHS)})", field="model.video.arch")
+    return VIDEO_ARCHS[arch](**fields)
 
 
 @dataclass
@@ -144,7 +190,7 @@ class ModelConfig:
     num_segments: int = NUM_SEGMENTS  # K
     embed_dim: int = 256  # D, the common space
     text_proj: str = "minimal"  # video_bert: minimal (ReLU + linear, published TVTS) | mlp_bn (CPD: FC-BN-ReLU-FC-BN)
-    video: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
+    video: VideoEncoderConfig = field(default_factory=JointViTConfig)  # the class of its arch (VIDEO_ARCHS)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     sort_head: SortHeadConfig = field(default_factory=SortHeadConfig)
 
@@ -349,11 +395,42 @@ def _model_dict(value: Any, source: str) -> dict:
     return out
 
 
+def _with_video_arch(schema: type, data: dict, overrides: list[str], source: str):
+    """``(schema instance, data)`` for a ModelConfig or RecipeConfig: the video config is the class of the arch
+    that ``overrides`` or ``data`` name (:data:`VIDEO_ARCHS`), and the fields of an older config.json that are
+    not that arch's own are dropped where they hold their old shared default. Other schemas pass unchanged."""
+    if schema not in (ModelConfig, RecipeConfig):
+        return schema, data
+    prefix = "model.video." if schema is RecipeConfig else "video."
+    model = data.get("model", {}) if schema is RecipeConfig else data
+    video = dict(model.get("video") or {}) if isinstance(model, dict) else {}
+    arch = given = video.get("arch", "joint")
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.strip() == prefix + "arch":
+            arch = value.strip()
+    if arch not in VIDEO_ARCHS:
+        raise ConfigError(f"unknown video arch '{arch}' (known: {', '.join(VIDEO_ARCHS)})", field=prefix + "arch",
+                          source=source)
+    own = {f.name for f in dataclasses.fields(VIDEO_ARCHS[arch])}
+    # An override that changes the arch drops what only the base config's arch had; an old file, its defaults.
+    legacy = {k for k, v in video.items() if k not in own and (arch != given or (
+        k in _SHARED_VIDEO_DEFAULTS and v == _SHARED_VIDEO_DEFAULTS[k]))}
+    if legacy:
+        video = {k: v for k, v in video.items() if k not in legacy}
+        model = {**model, "video": video}
+        data = {**data, "model": model} if schema is RecipeConfig else model
+    m = ModelConfig(video=VIDEO_ARCHS[arch]())
+    return (RecipeConfig(model=m) if schema is RecipeConfig else m), data
+
+
 def load_structured(schema: type, data: dict, source: str = "", overrides: list[str] = ()):
     """``data`` (and dotted ``overrides``) over the dataclass ``schema``'s defaults, type-checked by OmegaConf:
-    an instance of ``schema``, or a :class:`ConfigError` naming the field and ``source``."""
+    an instance of ``schema``, or a :class:`ConfigError` naming the field and ``source``. A model's video
+    config is the class of its ``arch`` (:data:`VIDEO_ARCHS`)."""
+    base, data = _with_video_arch(schema, data, list(overrides), source)
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data))
+        cfg = OmegaConf.merge(OmegaConf.structured(base), OmegaConf.create(data))
         if overrides:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         return OmegaConf.to_object(cfg)
@@ -422,7 +499,7 @@ def _require(cond: bool, msg: str, field_: str, source: str) -> None:
 def video_width(m: ModelConfig) -> int:
     """Channels of the video encoder's output tokens."""
     v = m.video
-    if v.arch == "r3d_slow":
+    if isinstance(v, R3DConfig):
         return 2048 if v.depth == 50 else 512
     return v.width
 
@@ -466,30 +543,33 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     _require(MIN_SEGMENTS <= m.num_segments <= MAX_SEGMENTS,
              f"K must be in [{MIN_SEGMENTS}, {MAX_SEGMENTS}] (sorting enumerates the K! orders)",
              "model.num_segments", source)
-    _require(v.img_size % v.patch == 0, f"img_size {v.img_size} is not a multiple of patch {v.patch}", "model.video.img_size", source)
+    _require(isinstance(v, VIDEO_ARCHS.get(v.arch, ())), f"model.video holds a {type(v).__name__} but names arch '{v.arch}'",
+             "model.video.arch", source)
     _require(v.num_frames % v.tubelet == 0, f"num_frames {v.num_frames} is not a multiple of tubelet {v.tubelet}", "model.video.num_frames", source)
-    _require(v.num_frames // v.tubelet <= v.max_slots, "num_frames / tubelet exceeds max_slots", "model.video.max_slots", source)
-    _require(v.arch == "r3d_slow" or v.width % v.heads == 0, "width must be divisible by heads", "model.video.heads", source)
     _require(0.0 <= v.mask_ratio < 1.0, "mask_ratio must be in [0, 1)", "model.video.mask_ratio", source)
     _require_choice(v.mask_kind, "mask_kind", "mask_kind", "model.video.mask_kind", source)
-    _require_choice(v.act, "act", "activation", "model.video.act", source)
     _require(v.pool in ("cls", "mean", "groups"), f"unknown pool '{v.pool}'", "model.video.pool", source)
     _require(v.pool != "mean" or v.arch == "joint", "pool mean is implemented for the joint ViT", "model.video.pool", source)
-    _require(v.num_groups >= 0, "num_groups must be >= 0", "model.video.num_groups", source)
-    if v.num_groups or v.group_layers or v.pool == "groups":
-        _require(v.arch == "joint", "group tokens are implemented for the joint ViT only", "model.video.arch", source)
-        _require(v.num_groups > 0 and len(v.group_layers) > 0, "grouping needs num_groups > 0 and group_layers",
-                 "model.video.group_layers", source)
-        _require(all(1 <= l <= v.depth for l in v.group_layers), f"group_layers must be in [1, depth={v.depth}]",
-                 "model.video.group_layers", source)
-        _require(v.group_tau > 0, "group_tau must be positive", "model.video.group_tau", source)
-    if v.arch == "r3d_slow":
+    _require(v.pool != "groups" or v.arch == "joint", "group tokens are implemented for the joint ViT only", "model.video.arch", source)
+    if isinstance(v, ViTConfig):
+        _require(v.img_size % v.patch == 0, f"img_size {v.img_size} is not a multiple of patch {v.patch}", "model.video.img_size", source)
+        _require(v.num_frames // v.tubelet <= v.max_slots, "num_frames / tubelet exceeds max_slots", "model.video.max_slots", source)
+        _require(v.width % v.heads == 0, "width must be divisible by heads", "model.video.heads", source)
+        _require_choice(v.act, "act", "activation", "model.video.act", source)
+    if isinstance(v, JointViTConfig):
+        _require(v.act == "gelu", "the joint ViT uses gelu", "model.video.act", source)
+        _require(v.num_groups >= 0, "num_groups must be >= 0", "model.video.num_groups", source)
+        if v.num_groups or v.group_layers or v.pool == "groups":
+            _require(v.num_groups > 0 and len(v.group_layers) > 0, "grouping needs num_groups > 0 and group_layers",
+                     "model.video.group_layers", source)
+            _require(all(1 <= l <= v.depth for l in v.group_layers), f"group_layers must be in [1, depth={v.depth}]",
+                     "model.video.group_layers", source)
+            _require(v.group_tau > 0, "group_tau must be positive", "model.video.group_tau", source)
+    elif isinstance(v, R3DConfig):
         _require(v.depth in (18, 34, 50), "the 3D ResNet depth must be 18, 34 or 50", "model.video.depth", source)
         _require(v.mask_ratio == 0, "a 3D CNN cannot drop tokens: mask_ratio must be 0", "model.video.mask_ratio", source)
         _require(v.img_size >= 32, "the 3D ResNet strides space by 32: img_size must be >= 32", "model.video.img_size", source)
-    elif v.arch == "joint":
-        _require(v.act == "gelu", "the joint ViT uses gelu", "model.video.act", source)
-    else:
+    elif isinstance(v, DividedViTConfig):
         _require(v.tubelet == 1, "divided attention embeds each frame on its own: tubelet must be 1", "model.video.tubelet", source)
         _require(v.mask_kind == "tube", "divided attention needs the same kept positions in every frame: mask_kind tube",
                  "model.video.mask_kind", source)
@@ -557,7 +637,7 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(o.name != "cpd" or c.data.caption_ratio == 0, "CPD's memory bank indexes one corpus: no caption stream "
              "(data.caption_ratio must be 0)", "data.caption_ratio", source)
     if o.name == "svilm":
-        _require(c.model.video.num_groups > 0, "S-ViLM needs group tokens (model.video.num_groups, group_layers)",
+        _require(getattr(c.model.video, "num_groups", 0) > 0, "S-ViLM needs group tokens (model.video.num_groups, group_layers)",
                  "model.video.num_groups", source)
     cur = c.train.curriculum
     _require(t.strategy != "fsdp" or cur.trigger == "none", "a curriculum that unfreezes the text tower mid-run "

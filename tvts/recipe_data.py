@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tvts.config import RecipeConfig
+from tvts.config import RecipeConfig, ViTConfig
 from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
 from tvts.data.manifest import ManifestDataset
 from tvts.data.processor import VideoProcessor
@@ -19,7 +19,7 @@ def mask_spec(cfg: RecipeConfig) -> MaskSpec:
     return MaskSpec(
         kind=v.mask_kind if v.mask_ratio > 0 else "none",
         num_slots=v.num_frames // v.tubelet,
-        num_patches=(v.img_size // v.patch) ** 2,
+        num_patches=(v.img_size // v.patch) ** 2 if isinstance(v, ViTConfig) else 1,  # a 3D CNN reads no mask
         ratio=v.mask_ratio,
     )
 

@@ -4,11 +4,12 @@ tiny TVTSv2 config (CLIP text tower with the offline BPE tokenizer)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
-from tvts.config import ModelConfig, SortHeadConfig, TextEncoderConfig, VideoEncoderConfig
+from tvts.config import VIDEO_ARCHS, ModelConfig, SortHeadConfig, TextEncoderConfig, video_config
 from tvts.models.text import resolve_text_model
 
 
@@ -31,9 +32,11 @@ def make_tiny_bert(directory: str | Path, seed: int = 0, hidden: int = 32, layer
 def tiny_model_config(text_dir: str | Path, sort_head: str = "pointer", trainable_layers: int = -1, **video) -> ModelConfig:
     """A TVTS model small enough for unit tests: 16x16 frames, 4 frames, patch 8, width 32."""
     v = dict(img_size=16, num_frames=4, tubelet=2, patch=8, width=32, depth=2, heads=2, max_slots=4, mask_ratio=0.5)
+    own = {f.name for f in dataclasses.fields(VIDEO_ARCHS[video.get("arch", "joint")])}
+    v = {k: x for k, x in v.items() if k in own}  # the small ViT's sizes; another arch keeps only what it has
     v.update(video)
     return ModelConfig(
-        name="tiny", num_segments=4, embed_dim=16, video=VideoEncoderConfig(**v),
+        name="tiny", num_segments=4, embed_dim=16, video=video_config(**v),
         text=TextEncoderConfig(name=str(text_dir), max_length=16, trainable_layers=trainable_layers),
         sort_head=SortHeadConfig(kind=sort_head, depth=1, heads=2),
     )
@@ -46,7 +49,7 @@ def tiny_tvtsv2_config(**video) -> ModelConfig:
              mask_ratio=0.5, mask_kind="tube", act="quick_gelu")
     v.update(video)
     return ModelConfig(
-        name="tiny_v2", family="video_clip", num_segments=4, embed_dim=16, video=VideoEncoderConfig(**v),
+        name="tiny_v2", family="video_clip", num_segments=4, embed_dim=16, video=video_config(**v),
         text=TextEncoderConfig(kind="clip", name="clip-bpe", max_length=16, pooling="eot", width=32, heads=2, layers=4,
                                trainable_layers=1),
         sort_head=SortHeadConfig(kind="transformer", depth=2, heads=2),  # the published head has 2 blocks

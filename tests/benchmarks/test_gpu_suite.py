@@ -13,7 +13,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from tvts.config import VideoEncoderConfig
+from tvts.config import DividedViTConfig
 from tvts.data.masking import tube_mask
 from tvts.models.divided_vit import DividedSpaceTimeViT
 
@@ -32,7 +32,7 @@ def test_analytic_flops_equal_torchs_operator_count(suite, frames, mask, mlp_rat
     """divided_vit_flops / training_flops against torch's FlopCounterMode over the real forward and backward
     (SDPA's math backend, so the attention products are counted too), for several clip shapes."""
     torch.manual_seed(0)
-    cfg = VideoEncoderConfig(arch="divided", img_size=32, num_frames=frames, tubelet=1, patch=8, width=64, depth=2,
+    cfg = DividedViTConfig(img_size=32, num_frames=frames, tubelet=1, patch=8, width=64, depth=2,
                              heads=4, mlp_ratio=mlp_ratio, max_slots=8, mask_ratio=mask, mask_kind="tube", act="quick_gelu")
     model = DividedSpaceTimeViT(cfg, 24)
     b, patches = 2, 16

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tvts.config import VideoEncoderConfig
+from tvts.config import JointViTConfig
 from tvts.errors import CheckpointError
 from tvts.models.convert import init_video_from_mae
 from tvts.models.vit import JointSpaceTimeViT
@@ -13,7 +13,7 @@ class _Holder(torch.nn.Module):
         self.video_model = JointSpaceTimeViT(cfg)
 
 
-CFG = VideoEncoderConfig(img_size=32, num_frames=4, tubelet=2, patch=16, width=32, depth=2, heads=2, max_slots=4)
+CFG = JointViTConfig(img_size=32, num_frames=4, tubelet=2, patch=16, width=32, depth=2, heads=2, max_slots=4)
 
 
 def _mae_checkpoint(path, cfg=CFG):

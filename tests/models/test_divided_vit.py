@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tvts.config import VideoEncoderConfig
+from tvts.config import DividedViTConfig
 from tvts.data.masking import tube_mask
 from tvts.models.divided_vit import DividedAttention, DividedBlock, DividedSpaceTimeViT
 
@@ -19,7 +19,7 @@ CFG = dict(arch="divided", img_size=16, num_frames=4, tubelet=1, patch=8, width=
 def _model(**kw) -> DividedSpaceTimeViT:
     """Random weights with a non-zero temporal branch and temporal embedding (as after training)."""
     torch.manual_seed(0)
-    m = DividedSpaceTimeViT(VideoEncoderConfig(**{**CFG, **kw}), embed_dim=16).eval()
+    m = DividedSpaceTimeViT(DividedViTConfig(**{**CFG, **kw}), embed_dim=16).eval()
     with torch.no_grad():
         for blk in m.transformer.resblocks:
             torch.nn.init.normal_(blk.timeattn.qkv.weight, std=0.2)
@@ -64,7 +64,7 @@ def test_temporal_attention_starts_at_exactly_zero_output():
     blk.reset_temporal()
     x = torch.randn(2, 1 + 3 * 4, 32)
     assert torch.count_nonzero(blk.timeattn(blk.ln_3(x), 3)) == 0
-    fresh = DividedSpaceTimeViT(VideoEncoderConfig(**CFG), 16)
+    fresh = DividedSpaceTimeViT(DividedViTConfig(**CFG), 16)
     assert torch.count_nonzero(fresh.temporal_embedding) == 0
     for b in fresh.transformer.resblocks:
         assert torch.count_nonzero(b.timeattn.qkv.weight) == 0 and torch.all(b.timeattn.proj.weight == 1)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tvts.config import VideoEncoderConfig
+from tvts.config import JointViTConfig
 from tvts.models.grouping import GroupingBlock
 from tvts.models.vit import JointSpaceTimeViT
 
@@ -14,7 +14,7 @@ GROUPED = dict(BASE, num_groups=5, group_layers=[2, 3])
 
 def _encoder(seed=0, **cfg):
     torch.manual_seed(seed)
-    return JointSpaceTimeViT(VideoEncoderConfig(**cfg))
+    return JointSpaceTimeViT(JointViTConfig(**cfg))
 
 
 def test_assignment_is_one_hot_and_gradients_reach_groups_tokens_and_the_assignment():

@@ -5,14 +5,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tvts.config import ModelConfig, VideoEncoderConfig, video_width
+from tvts.config import ModelConfig, R3DConfig, video_width
 from tvts.models.r3d import SlowR3D
 from tvts.models.vit import VideoTokens
 
 
 def _net(depth=18, img_size=64, num_frames=8):
     torch.manual_seed(0)
-    cfg = VideoEncoderConfig(arch="r3d_slow", depth=depth, img_size=img_size, num_frames=num_frames, mask_ratio=0.0)
+    cfg = R3DConfig(depth=depth, img_size=img_size, num_frames=num_frames, mask_ratio=0.0)
     return SlowR3D(cfg).eval()
 
 
@@ -124,9 +124,9 @@ def test_keep_must_be_none_and_the_model_encodes_videos(tmp_path):
 
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
-    cfg = VideoEncoderConfig(arch="r3d_slow", depth=18, img_size=32, num_frames=4, mask_ratio=0.0)
+    cfg = R3DConfig(depth=18, img_size=32, num_frames=4, mask_ratio=0.0)
     plain = SlowR3D(cfg)
-    ckpt = SlowR3D(VideoEncoderConfig(**{**cfg.__dict__, "grad_checkpointing": True}))
+    ckpt = SlowR3D(R3DConfig(**{**cfg.__dict__, "grad_checkpointing": True}))
     ckpt.load_state_dict(plain.state_dict())
     frames = _frames(t=4, size=32)
     for net in (plain, ckpt):

@@ -1,9 +1,9 @@
 import torch
 
-from tvts.config import VideoEncoderConfig
+from tvts.config import JointViTConfig
 from tvts.models.vit import JointSpaceTimeViT
 
-CFG = VideoEncoderConfig(img_size=16, num_frames=4, tubelet=2, patch=8, width=32, depth=2, heads=2, max_slots=4)
+CFG = JointViTConfig(img_size=16, num_frames=4, tubelet=2, patch=8, width=32, depth=2, heads=2, max_slots=4)
 
 
 def _model():

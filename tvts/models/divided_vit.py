@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from tvts.config import VideoEncoderConfig
+from tvts.config import DividedViTConfig
 from tvts.models.vit import VideoTokens, init_linear
 
 LN_EPS = 1e-5  # CLIP's LayerNorm eps, everywhere in TVTSv2
@@ -128,7 +128,7 @@ class DividedBlock(nn.Module):
 class DividedTransformer(nn.Module):
     """The block stack (``resblocks``), with optional gradient checkpointing per block in training."""
 
-    def __init__(self, cfg: VideoEncoderConfig):
+    def __init__(self, cfg: DividedViTConfig):
         super().__init__()
         self.grad_checkpointing = cfg.grad_checkpointing
         self.resblocks = nn.ModuleList(
@@ -150,7 +150,7 @@ class DividedSpaceTimeViT(nn.Module):
     (published H/14, OpenCLIP's pooled/tokens convention). The video embedding is the same either way.
     """
 
-    def __init__(self, cfg: VideoEncoderConfig, embed_dim: int):
+    def __init__(self, cfg: DividedViTConfig, embed_dim: int):
         super().__init__()
         self.cfg = cfg
         grid = cfg.img_size // cfg.patch

@@ -26,7 +26,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 from torchvision.models.video.resnet import BasicBlock, Bottleneck, Conv3DNoTemporal, VideoResNet
 
-from tvts.config import VideoEncoderConfig
+from tvts.config import R3DConfig
 from tvts.models.vit import VideoTokens
 
 # depth → (block, blocks per stage res2..res5)
@@ -65,7 +65,7 @@ class SpaceTimeConv(nn.Conv3d):
 class SlowR3D(nn.Module):
     """``video.arch: r3d_slow``: frames ``[B, T, 3, H, W]`` → :class:`VideoTokens` over the res5 map."""
 
-    def __init__(self, cfg: VideoEncoderConfig):
+    def __init__(self, cfg: R3DConfig):
         super().__init__()
         if cfg.depth not in ARCHS:
             raise ValueError(f"the 3D ResNet depth must be one of {sorted(ARCHS)}, not {cfg.depth}")

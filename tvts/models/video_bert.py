@@ -1,4 +1,6 @@
-"""The TVTS model: video encoder, text encoder, projections to the common space, sort head.
+"""The ``video_bert`` family: a video encoder of this library (the joint space-time ViT of TVTS and S-ViLM, or
+CPD's slow 3D ResNet), a BERT-family text encoder through ``transformers``, a projection of each into the
+common space, and the optional sort head. TVTS (the published model), CPD and S-ViLM are configs of it.
 
 Module names follow the published TVTS checkpoint (``video_model``, ``text_model``, ``vid_proj``,
 ``txt_proj``, ``pred_model``) so that converters stay simple renames.
@@ -42,7 +44,7 @@ def text_projection(kind: str, text_width: int, embed_dim: int) -> nn.Sequential
 
 
 class VideoBert(VideoTextModel):
-    """Also the shape of the CPD and S-ViLM models: ``video.arch: r3d_slow`` and ``text_proj: mlp_bn`` (CPD),
+    """The TVTS model by default; also the shape of the CPD and S-ViLM models: ``video.arch: r3d_slow`` and ``text_proj: mlp_bn`` (CPD),
     group tokens with ``video.pool: groups`` (S-ViLM), ``sort_head.kind: none`` for no sort head."""
 
     def __init__(self, cfg: ModelConfig, pretrained_text: bool = True):

@@ -1,4 +1,4 @@
-"""The TVTSv2 model: a CLIP ViT with divided space-time attention, the CLIP text transformer (its
+"""The ``video_clip`` family (TVTSv2): a CLIP ViT with divided space-time attention, the CLIP text transformer (its
 first blocks frozen) and the transcript-sort head, all meeting at the shared width ``embed_dim``.
 
 Both CLIP towers project to the shared space themselves (``proj``, ``text_projection``), so the

@@ -20,7 +20,7 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
-from tvts.config import VideoEncoderConfig
+from tvts.config import JointViTConfig
 from tvts.models.grouping import GroupingBlock
 
 
@@ -81,7 +81,7 @@ class JointSpaceTimeViT(nn.Module):
     video tokens (not the [CLS]); the final group tokens, after ``group_norm``, are ``VideoTokens.groups``.
     """
 
-    def __init__(self, cfg: VideoEncoderConfig):
+    def __init__(self, cfg: JointViTConfig):
         super().__init__()
         self.cfg = cfg
         grid = cfg.img_size // cfg.patch

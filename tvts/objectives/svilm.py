@@ -169,7 +169,7 @@ class SViLMObjective(nn.Module):
         super().__init__()
         self.cfg = cfg.svilm
         video = model.config.video
-        if video.num_groups <= 0 or video.arch != "joint":
+        if video.arch != "joint" or video.num_groups <= 0:
             raise ConfigError("S-ViLM needs a joint ViT with group tokens (model.video.num_groups, group_layers)",
                               field="model.video.num_groups")
         self.clip_frames = video.tubelet
