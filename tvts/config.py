@@ -486,8 +486,7 @@ def to_dict(cfg) -> dict:
 
 # family → (video arch, text encoder kind)
 FAMILY_PARTS = {"video_bert": (("joint", "r3d_slow"), "hf"), "video_clip": (("divided",), "clip")}
-# The families' names until config version 1's first release named them after the papers; folders and
-# recipes written then still load.
+# Earlier releases named the families after the papers; folders and recipes that use those names still load.
 FAMILY_ALIASES = {"tvts": "video_bert", "tvtsv2": "video_clip"}
 
 
