@@ -19,7 +19,7 @@ Rows:
   video forwards a step: the main job until narrated-shapes v4); and the paper's clip-level InfoNCE with the
   sort head on the clip (one forward of the clip).
 
-    .venv/bin/python benchmarks/step_speed.py                  # ~8 minutes on 2 cores
+    .venv/bin/python benchmarks/step_speed.py                  # every row (the README's five took ~12 minutes)
     .venv/bin/python benchmarks/step_speed.py --steps 120 --rows before main_job
 
 Writes ``<report>.json`` and ``<report>.md``.
