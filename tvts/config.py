@@ -490,6 +490,11 @@ FAMILY_PARTS = {"video_bert": (("joint", "r3d_slow"), "hf"), "video_clip": (("di
 FAMILY_ALIASES = {"tvts": "video_bert", "tvtsv2": "video_clip"}
 
 
+def canonical_family(name: str) -> str:
+    """A family's current name (an old name from :data:`FAMILY_ALIASES` mapped to its new one)."""
+    return FAMILY_ALIASES.get(name, name)
+
+
 def _require(cond: bool, msg: str, field_: str, source: str) -> None:
     if not cond:
         raise ConfigError(msg, field=field_, source=source)
@@ -533,7 +538,7 @@ def _require_choice(value: str, kind: str, what: str, field_: str, source: str) 
 
 def validate_model(m: ModelConfig, source: str = "") -> None:
     v, t = m.video, m.text
-    m.family = FAMILY_ALIASES.get(m.family, m.family)  # every loaded model config passes here
+    m.family = canonical_family(m.family)  # every loaded model config passes here
     _require(m.version == CONFIG_VERSION, f"config version {m.version}, this tvts reads version {CONFIG_VERSION}", "model.version", source)
     _require(m.family in FAMILY_PARTS, f"unknown model family '{m.family}'", "model.family", source)
     arch, text_kind = FAMILY_PARTS[m.family]

@@ -34,7 +34,7 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file
 
-from tvts.config import FAMILY_ALIASES, ModelConfig, load_model_config
+from tvts.config import ModelConfig, canonical_family, load_model_config
 from tvts.errors import CheckpointError, ConfigError
 from tvts.models.video_bert import VideoBert
 from tvts.models.video_clip import VideoClip, is_new_parameter
@@ -327,7 +327,7 @@ def detect_tvtsv2_size(state: dict[str, torch.Tensor], source: str) -> str:
 
 def _model_config(config: str | ModelConfig, family: str) -> ModelConfig:
     cfg = copy.deepcopy(config) if isinstance(config, ModelConfig) else load_model_config(config)
-    cfg.family = FAMILY_ALIASES.get(cfg.family, cfg.family)
+    cfg.family = canonical_family(cfg.family)
     if cfg.family != family:
         raise ConfigError(f"this checkpoint converts into a {family} model, the config is a {cfg.family} one", field="--config")
     return cfg

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from tvts.config import FAMILY_ALIASES, ModelConfig, load_model_config
+from tvts.config import ModelConfig, canonical_family, load_model_config
 from tvts.errors import ConfigError
 from tvts.models.base import CONFIG_NAME, VideoTextModel
 from tvts.models.video_bert import VideoBert
@@ -18,7 +18,7 @@ FAMILIES: dict[str, type[VideoTextModel]] = {"video_bert": VideoBert, "video_cli
 def build_model(name_or_config: str | ModelConfig, overrides: list[str] = (), pretrained_text: bool = True) -> VideoTextModel:
     """A fresh model from a named config (``tvts/configs/models/<name>.yaml``), a YAML path or a ModelConfig."""
     cfg = name_or_config if isinstance(name_or_config, ModelConfig) else load_model_config(name_or_config, overrides)
-    family = FAMILY_ALIASES.get(cfg.family, cfg.family)
+    family = canonical_family(cfg.family)
     if family not in FAMILIES:
         raise ConfigError(f"unknown model family '{cfg.family}' (known: {', '.join(FAMILIES)})", field="model.family")
     cfg.family = family
@@ -29,8 +29,7 @@ def load_model(directory: str | os.PathLike, map_location: str = "cpu") -> Video
     """A saved model (``model.safetensors`` + ``config.json``), loaded strictly, in evaluation mode (call
     ``.train()`` to fine-tune it)."""
     path = Path(directory) / CONFIG_NAME
-    family = json.loads(path.read_text()).get("family", "video_bert") if path.is_file() else "video_bert"
-    family = FAMILY_ALIASES.get(family, family)
+    family = canonical_family(json.loads(path.read_text()).get("family", "video_bert") if path.is_file() else "video_bert")
     if family not in FAMILIES:
         raise ConfigError(f"unknown model family '{family}' (known: {', '.join(FAMILIES)})", field="family", source=str(path))
     return FAMILIES[family].from_pretrained(directory, map_location=map_location).eval()
