@@ -30,7 +30,8 @@ import time
 import av
 import numpy as np
 
-from tvts.data.datasets import MaskSpec, TranscriptVideoDataset, make_mask, sample_rng, yt_paths
+from tvts.data.datasets import TranscriptVideoDataset, yt_paths
+from tvts.data.samples import MaskSpec, make_mask, sample_rng
 from tvts.data.decode import decode_all, probe
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.shards import reencode

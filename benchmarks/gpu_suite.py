@@ -44,7 +44,7 @@ from encoder_throughput import PlainDividedAttention  # noqa: E402
 from tvts.config import (ModelConfig, RecipeConfig, SyntheticConfig, DividedViTConfig, load_model_config,  # noqa: E402
                          load_recipe, validate_recipe)
 from tvts import recipe_data  # noqa: E402
-from tvts.data.datasets import collate  # noqa: E402
+from tvts.data.samples import collate  # noqa: E402
 from tvts.data.masking import tube_mask  # noqa: E402
 from tvts.models import build_model  # noqa: E402
 from tvts.models.divided_vit import DividedSpaceTimeViT  # noqa: E402

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from tvts.config import load_recipe
-    from tvts.data.datasets import collate
+    from tvts.data.samples import collate
     from tvts.models import load_model
     from tvts.objectives.sorting import sort_metrics
     from tvts.objectives.video_order import encode_transcripts, part_embeddings

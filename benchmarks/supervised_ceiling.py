@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from tvts.config import load_recipe
-from tvts.data.datasets import TranscriptVideoDataset, sample_rng, yt_paths
+from tvts.data.datasets import TranscriptVideoDataset, yt_paths
+from tvts.data.samples import sample_rng
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.synthetic import ACTIONS
 from tvts.data.transforms import VideoTransform

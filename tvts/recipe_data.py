@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tvts.config import RecipeConfig, ViTConfig
-from tvts.data.datasets import MaskSpec, TranscriptVideoDataset
+from tvts.data.datasets import TranscriptVideoDataset
+from tvts.data.samples import MaskSpec
 from tvts.data.manifest import ManifestDataset
+from tvts.data.shards import ShardDataset
 from tvts.data.processor import VideoProcessor
 
 
@@ -65,6 +67,22 @@ def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: b
     if cfg.data.manifest and train:
         return ManifestDataset(cfg.data.manifest, timeout=cfg.data.decode_timeout, kind="auto", **dataset_args(cfg, train))
     return TranscriptVideoDataset(root, split_list, **dataset_args(cfg, train))
+
+
+def train_datasets(cfg: RecipeConfig, root: Path, train_list: Path, rank: int = 0, world_size: int = 1) -> dict:
+    """The training corpora of a recipe: ``main``, the transcript corpus (``data.shards`` streamed for process
+    ``rank`` of ``world_size``, else ``data.manifest`` or the YT-Temporal split), and ``captions``, the caption
+    corpus, when ``data.caption_ratio > 0``."""
+    d = cfg.data
+    if d.shards:
+        main = ShardDataset(d.shards, rank=rank, world_size=world_size, shuffle_buffer=d.shuffle_buffer,
+                            block_size=cfg.train.batch_size, timeout=d.decode_timeout, kind="auto", **dataset_args(cfg, True))
+    else:
+        main = transcript_dataset(cfg, root, train_list, train=True)
+    out = {"main": main}
+    if d.caption_ratio > 0:
+        out["captions"] = ManifestDataset(d.caption_manifest, timeout=d.decode_timeout, kind="caption", **dataset_args(cfg, True))
+    return out
 
 
 def noun_spec(cfg: RecipeConfig) -> tuple[int, str] | None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tvts.data.cli_commands import build_parser
-from tvts.data.datasets import sample_rng
+from tvts.data.samples import sample_rng
 from tvts.data.manifest import ManifestDataset, check_manifest, load_manifest, manifest_from_yt
 from tvts.data.transforms import VideoTransform
 

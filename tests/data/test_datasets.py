@@ -5,13 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tvts.data.datasets import (
-    MaskSpec,
-    TranscriptVideoDataset,
-    collate,
-    read_split_list,
-    yt_paths,
-)
+from tvts.data.datasets import TranscriptVideoDataset, read_split_list, yt_paths
+from tvts.data.samples import MaskSpec, collate
 from tvts.data.transcripts import load_yt_annotation, segment_texts
 from tvts.data.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform
 from tvts.errors import ConfigError
@@ -217,3 +212,50 @@ def test_evaluation_clips(yt_root, gray_code):
     batch = next(iter(DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_views)))
     assert batch["frames"].shape == (2, 1, 4, 3, 32, 32) and batch["video_id"] == ["a", "b"]
     assert [(f["video_id"], f["reason"]) for f in batch["failed"]] == [("bad", "unreadable")]
+
+def test_any_source_gives_the_same_samples_through_the_one_builder(yt_root):
+    """A dataset is a source (what sample i is made of) plus the one builder: a hand-written in-memory source
+    holding the same videos and transcripts gives exactly the YT-Temporal dataset's samples, training and
+    evaluation, bad-sample replacement included; a caption item is built from the same frame pipeline."""
+    from tvts.data.samples import Item, SampleDataset
+    from tvts.data.strings import PackedStrings
+
+    root, split = yt_root
+
+    class InMemory:
+        def __init__(self):
+            self.names = PackedStrings([_name(i) for i in range(7)])
+            paths = [yt_paths(root, _name(i)) for i in range(7)]
+            self.items = [Item(_name(i), video, transcript=load_yt_annotation(ann)) for i, (video, ann) in enumerate(paths)]
+
+        def __len__(self):
+            return len(self.items)
+
+        def item(self, i):
+            return self.items[i]
+
+        def video_path(self, i):
+            return self.items[i].video
+
+        def sample_texts(self, i, builder):
+            return builder.reachable_texts(self.items[i].transcript)
+
+    for train in (True, False):
+        kw = dict(num_segments=4, segment_seconds=4.0, gap=1.0, num_frames=8, transform=VideoTransform(32, train=train),
+                  mask=MaskSpec("random", num_slots=4, num_patches=4, ratio=0.5), seed=3, train=train)
+        ours, reference = SampleDataset(InMemory(), **kw), _dataset(yt_root, **kw)
+        ours.set_epoch(2), reference.set_epoch(2)
+        for i in (0, 3, CORRUPT, SHORT_VIDEO):  # the last two are replaced by the same draws
+            a, b = ours[i], reference[i]
+            assert a.keys() == b.keys() and a["skipped"] == b["skipped"] and a["index"] == b["index"]
+            for key in ("frames", "order", "keep", "bounds", "frame_times"):
+                assert torch.equal(a[key], b[key]), key
+            assert a["texts"] == b["texts"] and a["caption"] == b["caption"]
+        assert ours.sample_texts(1) == reference.sample_texts(1) and len(ours.sample_texts(1)) > 4
+
+    captioned = SampleDataset(InMemory(), num_frames=4, transform=VideoTransform(32, train=False), train=False)
+    captioned.source.items[0] = Item("c", captioned.source.items[0].video, caption="a red square spins")
+    s = captioned[0]
+    assert "order" not in s and s["texts"] == ["a red square spins"] and s["video_id"] == "c"
+    np.testing.assert_allclose(s["bounds"].numpy(), [[0.0, DURATION]], atol=0.5)
+    np.testing.assert_allclose(s["frame_times"].numpy(), (np.arange(4) + 0.5) * float(s["bounds"][0, 1]) / 4)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tvts.data.datasets import MaskSpec, TranscriptVideoDataset, yt_paths
+from tvts.data.datasets import TranscriptVideoDataset, yt_paths
+from tvts.data.samples import MaskSpec
 from tvts.data.decode import decode_frames
 from tvts.data.frame_store import FrameStore
 from tvts.data.transforms import VideoTransform

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from tvts.data.datasets import MaskSpec, TranscriptVideoDataset, collate
+from tvts.data.datasets import TranscriptVideoDataset
+from tvts.data.samples import MaskSpec, collate
 from tvts.data.manifest import (
     CAPTION,
     INVALID,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from tvts.data.datasets import MaskSpec, make_mask
+from tvts.data.samples import MaskSpec, make_mask
 from tvts.data.masking import full_mask, num_kept, random_mask, tube_mask
 from tvts.errors import ConfigError
 

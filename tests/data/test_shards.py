@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tvts.data.datasets import MaskSpec
+from tvts.data.samples import MaskSpec
 from tvts.data.decode import probe
 from tvts.data.manifest import ManifestDataset, manifest_from_yt
 from tvts.data.shards import ShardDataset, _memory_file, _tar_samples, write_shards

@@ -116,3 +116,19 @@ def test_extract_and_eval_read_the_folders_processor(tmp_path, tiny_model_dir):
     assert enc.processor == saved and enc.num_frames == 2 and enc.transform.short_side == 18
     assert video_processor({**opts, "resize_ratio": 1.5, "num_frames": 4}) == saved.replace(resize_ratio=1.5, num_frames=4)
     assert video_processor({**opts, "preset": "tvtsv2-extract"}) == VideoProcessor.from_preset("tvtsv2-extract", 2, 16)
+
+
+def test_read_decodes_the_frames_the_processor_names(coded_video, gray_code):
+    """``read`` = probe + frame times + decode: the whole-video clips of ``frame_times``, and with a generator
+    one random time in each part (TSN's training sampling), different per generator, in time order."""
+    proc = VideoProcessor(num_frames=4, size=16)
+    clips = proc.read(coded_video, clips=3)
+    assert clips.shape[:2] == (3, 4) and clips.dtype == np.uint8
+    expected = np.floor(proc.frame_times(3.0, 10.0, 30, clips=3) * 10).astype(int)
+    assert [gray_code.index(c).tolist() for c in clips] == expected.tolist()
+    drawn = [gray_code.index(proc.read(coded_video, rng=np.random.default_rng(s))[0]) for s in range(4)]
+    for d in drawn:
+        assert np.all((d >= np.arange(4) * 30 // 4) & (d < (np.arange(4) + 1) * 30 // 4))  # one per quarter
+    assert len({tuple(d.tolist()) for d in drawn}) > 1
+    with pytest.raises(ConfigError, match="one clip"):
+        proc.read(coded_video, clips=2, rng=np.random.default_rng(0))

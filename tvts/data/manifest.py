@@ -33,14 +33,15 @@ from array import array
 from collections.abc import Iterable
 
 import numpy as np
-import torch
 
 from tvts.data.segments import GAP, NUM_SEGMENTS, SEGMENT_SECONDS
-from tvts.data.datasets import TranscriptVideoDataset, PackedStrings, make_mask, read_split_list, yt_paths
+from tvts.data.datasets import read_split_list, yt_paths
+from tvts.data.samples import Item, SampleBuilder, SampleDataset
 from tvts.data.sampling import tsn_timestamps
+from tvts.data.strings import PackedStrings
 from tvts.data.watchdog import Watchdog
-from tvts.data.transcripts import (Transcript, check_word_length, clean_word, load_yt_annotation,
-                                   reachable_segment_texts, sample_segments, span_seconds)
+from tvts.data.transcripts import (Transcript, check_word_length, clean_word, load_yt_annotation, sample_segments,
+                                   span_seconds)
 from tvts.errors import ConfigError, SampleError
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "write_manifest",
     "manifest_from_yt",
     "manifest_from_webvid",
+    "ManifestSource",
     "ManifestDataset",
     "check_manifest",
 ]
@@ -325,53 +327,30 @@ def manifest_from_webvid(csv_path: str | os.PathLike, video_root: str | os.PathL
         return {"written": write_manifest(records(), out, progress)}
 
 
-class ManifestDataset(TranscriptVideoDataset):
-    """A torch Dataset over a JSONL manifest, with the sampling, randomness and bad-sample replacement of
-    :class:`~tvts.data.datasets.TranscriptVideoDataset` (same constructor options after ``manifest``).
+class ManifestSource:
+    """The records of a manifest: item i is ``(id, video, transcript | caption)`` of record i. An invalid record
+    raises its :class:`SampleError` when asked for; so does a record of the other kind than ``kind``
+    (``"transcript"``, ``"caption"``, ``"auto"``: the kind most records have, or ``"any"``), with reason
+    ``"wrong_kind"`` naming file and line, so that a batch holds one kind."""
 
-    A transcript record gives exactly the item of ``TranscriptVideoDataset`` (``frames`` float32
-    ``[M, 3, size, size]``, ``texts`` K shuffled segments, ``order`` ``[K]``, ``bounds`` ``[K, 2]``,
-    ``frame_times`` ``[M]``, ``keep``, ``video_id`` = the record id, ``index``, ``skipped``, ``bad_paths``).
-    A caption record gives ``frames`` (TSN over the whole video), ``texts`` = [caption], ``caption``, ``bounds``
-    ``[1, 2]`` = (0, duration), ``frame_times``, ``keep``, ``video_id``, ``index`` and no ``order``.
-    ``timeout`` > 0 bounds the seconds each probe and decode of a record may take (reason ``"timeout"``; the
-    call runs in a helper process that is killed: :mod:`tvts.data.watchdog`).
-    ``kind``: the records this corpus trains on (``"transcript"``, ``"caption"``, ``"auto"``: the kind most of
-    its records have, or ``"any"``); a record of the other kind is a bad sample with reason ``"wrong_kind"``
-    (skipped and counted, naming file and line): a batch holds one kind.
-    """
-
-    def __init__(self, manifest: str | os.PathLike | ManifestRecords, *args, timeout: float = 0.0, kind: str = "any",
-                 **kwargs):
+    def __init__(self, manifest: str | os.PathLike | ManifestRecords, kind: str = "any"):
         if kind not in RECORD_KINDS:
             raise ConfigError(f"kind must be one of {', '.join(RECORD_KINDS)}, not {kind!r}")
         self.manifest_path = None if isinstance(manifest, ManifestRecords) else os.fspath(manifest)
         self.records = manifest if isinstance(manifest, ManifestRecords) else load_manifest(manifest)
         self.kind = resolve_kind(self.records, kind)
-        super().__init__(self.records.base, list(self.records.ids), *args, timeout=timeout, **kwargs)
+
+    @property
+    def names(self) -> PackedStrings:
+        return self.records.ids
+
+    def __len__(self) -> int:
+        return len(self.records)
 
     def video_path(self, index: int) -> str:
         return self.records.video_path(index)
 
-    def sample_texts(self, index: int) -> set[str]:
-        """As :meth:`TranscriptVideoDataset.sample_texts`: a caption record's caption; a transcript record's
-        reachable segments (without a ``duration``, every start up to its last word, a superset)."""
-        r = self.records
-        kind = int(r.kind[index])
-        if kind == CAPTION:
-            return {r.texts[index]}
-        if kind != TRANSCRIPT:
-            return set()
-        duration = float(r.duration[index])
-        if math.isnan(duration):
-            a, b = int(r.word_start[index]), int(r.word_start[index + 1])
-            duration = (float(r.times[b - 1]) if b > a else 0.0) + span_seconds(self.num_segments, self.segment_seconds, self.gap)
-        return reachable_segment_texts(r.transcript(index, duration), self.num_segments, self.segment_seconds, self.gap,
-                                       min_words=self.min_words)
-
-    def load(self, index: int, rng: np.random.Generator, video: str | None = None) -> dict:
-        """The item of record ``index``; ``video`` replaces its video path (a shard reader's in-memory copy).
-        Each probe and decode takes at most ``timeout`` seconds (0: no limit), else ``SampleError("timeout")``."""
+    def item(self, index: int) -> Item:
         r = self.records
         kind = int(r.kind[index])
         if kind == INVALID:
@@ -381,28 +360,42 @@ class ManifestDataset(TranscriptVideoDataset):
         if wrong:
             where = f"{self.manifest_path}:{record_line(self.manifest_path, index)}" if self.manifest_path else r.ids[index]
             raise SampleError("wrong_kind", where, f"record '{r.ids[index]}': {wrong}")
-        video = video or r.video_path(index)
+        if kind == CAPTION:
+            return Item(r.ids[index], r.video_path(index), caption=r.texts[index])
+        return Item(r.ids[index], r.video_path(index), transcript=r.transcript(index, float(r.duration[index])))
+
+    def sample_texts(self, index: int, builder: SampleBuilder) -> set[str]:
+        """A caption record's caption; a transcript record's reachable segments (without a ``duration``,
+        every start up to its last word, a superset)."""
+        r = self.records
+        kind = int(r.kind[index])
+        if kind == CAPTION:
+            return {r.texts[index]}
+        if kind != TRANSCRIPT:
+            return set()
         duration = float(r.duration[index])
-        if kind == TRANSCRIPT:
-            if math.isnan(duration):
-                duration = self.watchdog.call("probe", video).duration
-            return self._transcript_sample(r.transcript(index, duration), video, r.ids[index], index, rng)
-        train_rng = rng if self.train else None
-        duration = self.duration(index, video)
-        times = tsn_timestamps(0.0, duration, self.num_frames, train_rng)
-        frames = self.frames(index, video, times, rng)
-        sample = {
-            "frames": frames,
-            "texts": [r.texts[index]],
-            "caption": r.texts[index],
-            "bounds": torch.tensor([[0.0, duration]], dtype=torch.float64),
-            "frame_times": torch.from_numpy(times),
-            "video_id": r.ids[index],
-            "index": index,
-        }
-        if self.mask is not None:
-            sample["keep"] = make_mask(self.mask, rng)
-        return sample
+        if math.isnan(duration):
+            a, b = int(r.word_start[index]), int(r.word_start[index + 1])
+            duration = (float(r.times[b - 1]) if b > a else 0.0) + span_seconds(builder.num_segments, builder.segment_seconds, builder.gap)
+        return builder.reachable_texts(r.transcript(index, duration))
+
+
+class ManifestDataset(SampleDataset):
+    """A torch Dataset over a JSONL manifest: :class:`ManifestSource` ``(manifest, kind)`` through a
+    :class:`~tvts.data.samples.SampleBuilder`, with the options, randomness and bad-sample replacement of
+    :class:`~tvts.data.samples.SampleDataset` (``timeout`` > 0 bounds the seconds of each probe and decode).
+
+    A transcript record gives exactly the item of a YT-Temporal dataset (``video_id`` = the record id); a
+    caption record gives ``frames`` (TSN over the whole video), ``texts`` = [caption], ``caption``, ``bounds``
+    ``[1, 2]`` = (0, duration), ``frame_times``, ``keep``, ``video_id``, ``index`` and no ``order``.
+    """
+
+    def __init__(self, manifest: str | os.PathLike | ManifestRecords, *args, kind: str = "any", **kwargs):
+        super().__init__(ManifestSource(manifest, kind), *args, **kwargs)
+
+    records = property(lambda self: self.source.records)
+    kind = property(lambda self: self.source.kind)
+    manifest_path = property(lambda self: self.source.manifest_path)
 
 
 RECORD_KINDS = ("transcript", "caption", "auto", "any")

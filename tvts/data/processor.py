@@ -163,6 +163,26 @@ class VideoProcessor:
             rows.append((np.linspace(first, last, t).astype(np.int64) + 0.5) / rate)
         return np.stack(rows)
 
+    def read(self, path: str | os.PathLike, clips: int = 1, rng: np.random.Generator | None = None,
+             watchdog=None, threads: int | None = 1) -> np.ndarray:
+        """uint8 ``[clips, num_frames, H, W, 3]``: the frames this processor samples from the video file (probe,
+        :meth:`frame_times`, decode). ``rng`` (one clip only): a random time in each part of the video, TSN's
+        training sampling (``segments``; ``linspace`` has nothing random). ``watchdog``: a
+        :class:`~tvts.data.watchdog.Watchdog` that bounds each probe and decode (default: none). A file that
+        cannot be read raises :class:`~tvts.errors.SampleError`."""
+        from tvts.data.watchdog import Watchdog
+
+        path, dog = os.fspath(path), watchdog if watchdog is not None else Watchdog(0.0)
+        info = dog.call("probe", path)
+        if rng is not None:
+            if clips != 1:
+                raise ConfigError(f"random frame times are drawn for one clip, not {clips}", field="clips")
+            times = self.times(0.0, info.duration, info.fps, rng)[None]
+        else:
+            times = self.frame_times(info.duration, info.fps, info.num_frames, clips)
+        frames = dog.call("decode_frames", path, times.reshape(-1), threads=threads)  # [clips * T, H, W, 3]
+        return frames.reshape(clips, self.num_frames, *frames.shape[1:])
+
     def __call__(self, video, *, timeout: float = 0.0):
         """``video``: a file path -> float32 ``[1, T, 3, S, S]`` (``T = num_frames``, sampled as
         ``frame_sampling`` says); uint8 frames ``[T, H, W, 3]`` (numpy or torch, taken as they are) ->
@@ -172,10 +192,7 @@ class VideoProcessor:
         if isinstance(video, (str, os.PathLike)):
             from tvts.data.watchdog import Watchdog
 
-            dog = Watchdog(timeout)
-            info = dog.call("probe", os.fspath(video))
-            times = self.frame_times(info.duration, info.fps, info.num_frames)[0]
-            return self.transform()(dog.call("decode_frames", os.fspath(video), times, threads=None), None).unsqueeze(0)
+            return self.transform()(self.read(video, watchdog=Watchdog(timeout), threads=None)[0], None).unsqueeze(0)
         shape = tuple(getattr(video, "shape", ()))
         if len(shape) == 3:
             return self.transform()(video[None], None)

@@ -29,7 +29,7 @@ import av
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from tvts.data.datasets import sample_rng
+from tvts.data.samples import Skips, sample_rng
 from tvts.deps import require
 from tvts.data.decode import upright, decode_frames, probe
 from tvts.data.manifest import INVALID, TRANSCRIPT, ManifestDataset, load_manifest
@@ -234,7 +234,8 @@ class ShardDataset(IterableDataset):
             raise ConfigError("block_size must be >= 1 and shuffle_buffer >= 0", field="block_size")
         self.shards = [os.path.join(shard_dir, s["path"]) for s in index["shards"]]
         self.shard_samples = [int(s["samples"]) for s in index["shards"]]
-        self.samples = ManifestDataset(os.path.join(shard_dir, "records.jsonl"), *args, **kwargs)
+        # the records as a map-style corpus: the samples are its samples, with the video read from the tar
+        self.corpus = ManifestDataset(os.path.join(shard_dir, "records.jsonl"), *args, **kwargs)
         self.rank, self.world_size = rank, world_size
         self.shuffle_buffer, self.block_size = shuffle_buffer, block_size
         self.epoch, self.start = 0, 0
@@ -242,21 +243,16 @@ class ShardDataset(IterableDataset):
     def set_position(self, epoch: int, start: int = 0) -> None:
         """Epoch to stream and samples of this rank's stream to skip (call before creating the iterator)."""
         self.epoch, self.start = int(epoch), int(start)
-        self.samples.set_epoch(epoch)
+        self.corpus.set_epoch(epoch)
 
     def _shard_order(self) -> np.ndarray:
-        return sample_rng(self.samples.seed, self.epoch, 0, 0).permutation(len(self.shards))
+        return sample_rng(self.corpus.seed, self.epoch, 0, 0).permutation(len(self.shards))
 
     def rank_shards(self) -> list[str]:
         """This rank's shards for the current epoch, in reading order."""
         return [self.shards[j] for j in self._shard_order()[self.rank :: self.world_size]]
 
     frame_store_ok = False  # a stream of shards has no per-video files to index
-
-    @property
-    def corpus(self):
-        """The records of the shards as a map-style corpus (``sample_texts``; ``batch["index"]`` is below its length)."""
-        return self.samples
 
     def __len__(self) -> int:
         """Samples in this rank's stream for the current epoch: the smallest rank's share, so that every rank
@@ -268,7 +264,7 @@ class ShardDataset(IterableDataset):
     def stream(self):
         """This rank's stream: ``len(self)`` items ``(record index, mp4 bytes)`` in shuffled order (no
         decoding)."""
-        rng = np.random.default_rng(np.random.SeedSequence([self.samples.seed, self.epoch, self.rank, 1]))
+        rng = np.random.default_rng(np.random.SeedSequence([self.corpus.seed, self.epoch, self.rank, 1]))
         yield from itertools.islice(self._shuffled(rng), len(self))
 
     def _shuffled(self, rng: np.random.Generator):
@@ -290,19 +286,16 @@ class ShardDataset(IterableDataset):
     def __iter__(self):
         worker = get_worker_info()
         wid, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        epoch = self.epoch if self.samples.train else 0
-        skipped: dict[str, int] = {}
-        bad_paths: list[str] = []
+        epoch = self.epoch if self.corpus.train else 0
+        skips = Skips()
         for position, (index, data) in enumerate(self.stream()):
             if position < self.start or ((position - self.start) // self.block_size) % workers != wid:
                 continue
             try:
                 with _memory_file(data) as path:
-                    sample = self.samples.load(index, sample_rng(self.samples.seed, epoch, index, 0), video=path)
+                    sample = self.corpus.load(index, sample_rng(self.corpus.seed, epoch, index, 0), video=path)
             except SampleError as e:
-                skipped[e.reason] = skipped.get(e.reason, 0) + 1
-                bad_paths.append(self.samples.records.videos[index])
+                skips.add(e, self.corpus.records.videos[index])
                 continue
-            sample.update(position=position, skipped=skipped, bad_paths=bad_paths)
-            skipped, bad_paths = {}, []
-            yield sample
+            sample["position"] = position
+            yield skips.stamp(sample)

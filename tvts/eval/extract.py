@@ -67,10 +67,7 @@ class ViewsDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         path = self.paths[i]
         try:
-            info = self.watchdog.call("probe", path)
-            times = self.processor.frame_times(info.duration, info.fps, info.num_frames, self.clips)
-            frames = self.watchdog.call("decode_frames", path, times.reshape(-1), threads=1)  # [clips * T, H, W, 3]
-            frames = frames.reshape(self.clips, self.processor.num_frames, *frames.shape[1:])
+            frames = self.processor.read(path, self.clips, watchdog=self.watchdog)  # [clips, T, H, W, 3]
             views = [self.transform(w, None) for clip in frames for w in crop_windows(clip, self.crops)]
         except SampleError as e:
             return {"frames": None, "video_id": self.ids[i], "index": i,

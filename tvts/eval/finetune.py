@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from tvts.data.datasets import sample_rng
-from tvts.data.decode import decode_frames, probe
+from tvts.data.samples import sample_rng
 from tvts.data.processor import VideoProcessor
 from tvts.errors import SampleError
 from tvts.eval.extract import ViewsDataset, collate_views
@@ -39,9 +38,7 @@ class TrainClips(Dataset):
     def __getitem__(self, i: int) -> dict:
         rng = sample_rng(self.seed, self.epoch, i, 0)
         try:
-            info = probe(self.paths[i])
-            times = self.processor.times(0.0, info.duration, info.fps, rng)
-            frames = self.transform(decode_frames(self.paths[i], times, threads=1), None)
+            frames = self.transform(self.processor.read(self.paths[i], rng=rng)[0], None)
         except SampleError as e:
             return {"frames": None, "label": self.labels[i], "reason": e.reason}
         return {"frames": frames, "label": self.labels[i]}

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from tvts.data.datasets import TranscriptVideoDataset, collate
+from tvts.data.datasets import TranscriptVideoDataset
+from tvts.data.samples import collate
 from tvts.data.processor import VideoProcessor
 from tvts.data.transforms import VideoTransform
 from tvts.eval.annotations import LabelledSet, RetrievalSet, SvoProbeSet, readable_class_name

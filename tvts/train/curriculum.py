@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tvts.config import CurriculumConfig
-from tvts.data.datasets import collate
+from tvts.data.samples import collate
 from tvts.train.optim import skips_weight_decay
 
 

@@ -27,11 +27,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tvts.files import WEIGHTS_NAME
 from tvts.config import RecipeConfig, to_dict
-from tvts.recipe_data import cache_dir, data_paths, dataset_args, noun_spec, processor, transcript_dataset
-from tvts.data.datasets import TranscriptVideoDataset, collate
+from tvts.recipe_data import cache_dir, data_paths, noun_spec, processor, train_datasets, transcript_dataset
+from tvts.data.samples import collate
 from tvts.data.frame_store import FrameStore
-from tvts.data.manifest import ManifestDataset
-from tvts.data.shards import ShardDataset
 from tvts.deps import require
 from tvts.errors import ConfigError, DataError
 from tvts.models import build_model
@@ -50,22 +48,13 @@ from tvts.train.streams import BatchStream, is_caption_step
 
 # ---------------------------------------------------------------------------------------- data
 def train_streams(cfg: RecipeConfig, root: Path, train_list: Path, info: DistInfo) -> dict[str, BatchStream]:
-    """``main``: the transcript corpus (YT-Temporal root, manifest, or shards); ``captions``: the caption
-    corpus when ``data.caption_ratio > 0``."""
+    """A resumable batch stream over each training corpus of the recipe (:func:`tvts.recipe_data.train_datasets`)."""
     d, t = cfg.data, cfg.train
     common = dict(batch_size=t.batch_size, collate_fn=functools.partial(collate, nouns=noun_spec(cfg)),
                   workers=d.workers, seed=t.seed,
                   rank=info.rank, world_size=info.world_size, pin_memory=info.device.type == "cuda")
-    if d.shards:
-        main = ShardDataset(d.shards, rank=info.rank, world_size=info.world_size, shuffle_buffer=d.shuffle_buffer,
-                            block_size=t.batch_size, timeout=d.decode_timeout, kind="auto", **dataset_args(cfg, True))
-    else:
-        main = transcript_dataset(cfg, root, train_list, train=True)
-    streams = {"main": BatchStream(main, group_size=d.group_size, **common)}
-    if d.caption_ratio > 0:
-        captions = ManifestDataset(d.caption_manifest, timeout=d.decode_timeout, kind="caption", **dataset_args(cfg, True))
-        streams["captions"] = BatchStream(captions, **common)
-    return streams
+    return {name: BatchStream(ds, group_size=d.group_size if name == "main" else 1, **common)
+            for name, ds in train_datasets(cfg, root, train_list, info.rank, info.world_size).items()}
 
 
 def attach_frame_store(cfg: RecipeConfig, dataset, info: DistInfo, name: str = "training") -> None:
@@ -116,7 +105,7 @@ def validation_data(cfg: RecipeConfig, root: Path, val_list: Path, info: DistInf
     if not Path(val_list).is_file():
         raise ConfigError(f"the plateau trigger validates on {val_list}, which does not exist (set data.val_list)",
                           field="train.curriculum.trigger")
-    return TranscriptVideoDataset(root, val_list, **dataset_args(cfg, train=False)), cfg.eval.batch_size, info.device
+    return transcript_dataset(cfg, root, val_list, train=False), cfg.eval.batch_size, info.device
 
 
 # ---------------------------------------------------------------------------------------- helpers
