@@ -1,2 +1,2 @@
-"""Data: transcripts, decoding, frame sampling, transforms, the video processor, masking, datasets, the
-synthetic generator."""
+"""Data: sources (YT-Temporal lists, manifests, shards), the one sample builder, transcripts, decoding, frame
+sampling, transforms, the video processor, masking, the synthetic generator."""
