@@ -28,7 +28,7 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
 from tvts.config import ObjectiveConfig, video_width
-from tvts.models.vit import VideoTokens, init_linear
+from tvts.models.vit import init_linear
 from tvts.objectives.contrastive import info_nce
 from tvts.objectives.sorting import kway_sort_loss, pairs, sort_loss, sort_metrics
 
