@@ -175,14 +175,16 @@ class SampleBuilder:
 
     def _transcript_sample(self, item: Item, index: int, rng) -> dict:
         train_rng = rng if self.train else None
-        transcript = item.transcript
-        if math.isnan(transcript.duration):
-            transcript = replace(transcript, duration=self.reader.duration(index, item.video))
+        transcript, duration = item.transcript, None
+        if math.isnan(transcript.duration):  # the source does not know the video's length: read it (once)
+            duration = self.reader.duration(index, item.video)
+            transcript = replace(transcript, duration=duration)
         segs = sample_segments(transcript, self.num_segments, self.segment_seconds, self.gap, train_rng,
                                min_words=self.min_words, max_tries=self.segment_tries)
         s1, ek = float(segs.bounds[0, 0]), float(segs.bounds[-1, 1])
         times = tsn_timestamps(s1, ek, self.num_frames, train_rng)
-        duration = self.reader.duration(index, item.video)
+        if duration is None:
+            duration = self.reader.duration(index, item.video)
         if duration < ek - self.video_tolerance:
             raise SampleError("too_short", item.video, f"video is {duration:.3f} s but the segments end at {ek:.3f} s")
         frames = self._frames(index, item.video, times, rng)
