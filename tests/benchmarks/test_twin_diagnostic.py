@@ -1,0 +1,62 @@
+"""benchmarks/twin_diagnostic.py: the direction twins it compares are read from the generator's annotations."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from tvts.data.synthetic import make_synthetic
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def diagnostic():
+    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling _report, as `python benchmarks/x.py` would
+    try:
+        spec = importlib.util.spec_from_file_location("twin_diagnostic", BENCHMARKS / "twin_diagnostic.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return mod
+
+
+class _Videos:
+    """The part of a dataset ``twins`` reads: its length and each sample's video file."""
+
+    def __init__(self, paths):
+        self.paths = list(paths)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def video_path(self, i):
+        return str(self.paths[i])
+
+
+@pytest.fixture(scope="module")
+def val_videos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("twins") / "shapes"
+    make_synthetic(out, seed=3, num_train=0, num_val=6, num_heldout=0, workers=1, progress=False)
+    yt = out / "yttemporal"
+    with open(yt / "meta_data" / "yttemporal_val.csv", newline="") as f:
+        names = [r["Name"] for r in csv.DictReader(f, delimiter="\t")]
+    return [yt / "videos" / n for n in names]
+
+
+def test_twins_are_the_direction_pairs(diagnostic, val_videos):
+    # The generator's pairs are videos 2j and 2j + 1; the list order must not matter.
+    order = [4, 1, 5, 0, 3, 2]
+    twin = diagnostic.twins(_Videos(val_videos[i] for i in order)).tolist()
+    assert [order[t] for t in twin] == [i ^ 1 for i in order]
+
+
+def test_a_video_without_its_twin_gets_none(diagnostic, val_videos):
+    # Dropping video 3 leaves video 2 alone; two copies of one video are not each other's twin.
+    twin = diagnostic.twins(_Videos([val_videos[i] for i in (0, 1, 2, 4, 4)])).tolist()
+    assert twin == [1, 0, -1, -1, -1]
