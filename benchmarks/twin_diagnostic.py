@@ -35,22 +35,19 @@ from torch.utils.data import DataLoader
 from _report import write_report  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 
-def twins(dataset) -> torch.Tensor:
-    """``[n]``: the index of each video's direction twin in ``dataset`` (-1 where it has none there), checked
-    against the annotations: the same acting shapes in the same order, every action the opposite."""
+def twins(root, names) -> torch.Tensor:
+    """``[n]``: the index in ``names`` (YT-Temporal split-list names under ``root``) of each video's direction
+    twin, -1 where it has none there; read from the annotations: the same acting shapes in the same order,
+    every action the opposite."""
+    from tvts.data.datasets import yt_paths
     from tvts.data.synthetic import OPPOSITE
 
     events = []
-    for i in range(len(dataset)):
-        video = Path(dataset.video_path(i))
-        annotation = video.parent.parent / "annotations" / (video.stem + ".json")
-        events.append([(e["colour"], e["shape"], e["action"]) for e in json.loads(annotation.read_text())["events"]])
-    key = {tuple(e): i for i, e in enumerate(events)}
-    out = []
-    for e in events:
-        mirrored = tuple((c, s, OPPOSITE[a]) for c, s, a in e)
-        out.append(key.get(mirrored, -1))
-    return torch.tensor(out)
+    for name in names:
+        annotation = json.loads(Path(yt_paths(root, name)[1]).read_text())
+        events.append(tuple((e["colour"], e["shape"], e["action"]) for e in annotation["events"]))
+    row = {e: i for i, e in enumerate(events)}
+    return torch.tensor([row.get(tuple((c, s, OPPOSITE[a]) for c, s, a in e), -1) for e in events])
 
 
 @torch.no_grad()
@@ -70,7 +67,7 @@ def measure(run: Path) -> dict:
         videos.append(F.normalize(out["video_embed"], dim=-1))
         texts.append(F.normalize(out["text_embed"], dim=-1))
     sim = torch.cat(videos) @ torch.cat(texts).T  # [n videos, n transcripts]
-    twin = twins(dataset)
+    twin = twins(root, dataset.names)
     has = twin >= 0
     n, idx = len(sim), torch.arange(len(sim))
     top = sim.argmax(1)

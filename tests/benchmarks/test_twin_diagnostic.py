@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
+from tvts.data.datasets import read_split_list
 from tvts.data.synthetic import make_synthetic
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -26,37 +26,25 @@ def diagnostic():
     return mod
 
 
-class _Videos:
-    """The part of a dataset ``twins`` reads: its length and each sample's video file."""
-
-    def __init__(self, paths):
-        self.paths = list(paths)
-
-    def __len__(self):
-        return len(self.paths)
-
-    def video_path(self, i):
-        return str(self.paths[i])
-
-
 @pytest.fixture(scope="module")
 def val_videos(tmp_path_factory):
+    """``(YT-Temporal root, the 6 validation names)`` of a small generated dataset."""
     out = tmp_path_factory.mktemp("twins") / "shapes"
     make_synthetic(out, seed=3, num_train=0, num_val=6, num_heldout=0, workers=1, progress=False)
     yt = out / "yttemporal"
-    with open(yt / "meta_data" / "yttemporal_val.csv", newline="") as f:
-        names = [r["Name"] for r in csv.DictReader(f, delimiter="\t")]
-    return [yt / "videos" / n for n in names]
+    return yt, read_split_list(yt / "meta_data" / "yttemporal_val.csv")
 
 
 def test_twins_are_the_direction_pairs(diagnostic, val_videos):
     # The generator's pairs are videos 2j and 2j + 1; the list order must not matter.
+    root, names = val_videos
     order = [4, 1, 5, 0, 3, 2]
-    twin = diagnostic.twins(_Videos(val_videos[i] for i in order)).tolist()
+    twin = diagnostic.twins(root, [names[i] for i in order]).tolist()
     assert [order[t] for t in twin] == [i ^ 1 for i in order]
 
 
 def test_a_video_without_its_twin_gets_none(diagnostic, val_videos):
     # Dropping video 3 leaves video 2 alone; two copies of one video are not each other's twin.
-    twin = diagnostic.twins(_Videos([val_videos[i] for i in (0, 1, 2, 4, 4)])).tolist()
+    root, names = val_videos
+    twin = diagnostic.twins(root, [names[i] for i in (0, 1, 2, 4, 4)]).tolist()
     assert twin == [1, 0, -1, -1, -1]
