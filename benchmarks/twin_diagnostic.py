@@ -54,6 +54,7 @@ def twins(root, names) -> torch.Tensor:
 def measure(run: Path) -> dict:
     from tvts.config import load_recipe
     from tvts.data.samples import collate
+    from tvts.eval.metrics import retrieval_metrics
     from tvts.models import load_model
     from tvts.recipe_data import data_paths, transcript_dataset
 
@@ -74,7 +75,7 @@ def measure(run: Path) -> dict:
     wrong = (top != idx) & has
     return {"run": str(run), "videos": n, "with_twin": int(has.sum()),
             "self_beats_twin": (sim[idx[has], idx[has]] > sim[idx[has], twin[has]]).float().mean().item() * 100,
-            "v2t_R@1": (top == idx).float().mean().item() * 100,
+            "v2t_R@1": retrieval_metrics(sim.T, idx)["v2t_R@1"],  # transcript i is video i's
             "pair_R@1": ((top == idx) | (top == twin))[has].float().mean().item() * 100,
             "twin_errors": (top[wrong] == twin[wrong]).float().mean().item() * 100 if wrong.any() else float("nan"),
             "chance_R@1": 100 / n}
