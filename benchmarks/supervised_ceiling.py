@@ -69,7 +69,8 @@ class EventClips(Dataset):
         i, start, end, label = self.events[perm[draw % n]]
         rng = sample_rng(self.seed, draw // n, int(perm[draw % n]), 0)
         times = tsn_timestamps(start, end, self.videos.num_frames, rng)
-        return {"frames": self.videos.frames(i, self.videos.video_path(i), times, rng), "label": label}
+        frames, resized = self.videos.builder.reader.frames(i, self.videos.video_path(i), times)  # the frame store's
+        return {"frames": self.videos.transform(frames, rng, resized=resized), "label": label}
 
 
 def encode_heldout(model, cfg, heldout: Path) -> dict:

@@ -14,7 +14,7 @@ def tiny_recipe(tmp_path):
     bert = make_tiny_bert(tmp_path / "bert")
     recipe = {
         "model": {"base": "tvts_demo", "embed_dim": 16,
-                  "video": {"img_size": 16, "num_frames": 8, "patch": 8, "width": 32, "depth": 1, "heads": 2, "max_slots": 4},
+                  "video": {"img_size": 16, "patch": 8, "width": 32, "depth": 1, "heads": 2, "max_slots": 4},
                   "text": {"name": str(bert), "max_length": 16}, "sort_head": {"depth": 1, "heads": 2}},
         "data": {"synthetic": {"out": str(tmp_path / "shapes"), "num_train": 8, "num_val": 4, "num_heldout": 16},
                  "workers": 0},

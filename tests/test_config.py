@@ -33,6 +33,7 @@ def test_overrides_are_typed():
     ("objective.svilm.num_nouns=0", "objective.svilm.num_nouns"),
     ("model.text_proj=deep", "model.text_proj"),
     ("model.video.pool=max", "model.video.pool"),
+    ("model.text.precision=fp16", "model.text.precision"),
     ("train.curriculum.trigger=later", "train.curriculum.trigger"),
     ("data.time_order=reversed", "data.time_order"),
     ("data.group_size=3", "data.group_size"),  # must divide the batch of 32

@@ -135,6 +135,10 @@ class TextEncoderConfig:
     ``trainable_layers`` (L_tune): -1: everything trains; 0: frozen; n: only the last n blocks train
     (hf: and nothing below them; clip: the token/position embeddings, final norm and projection train
     too, as in the published TVTSv2).
+
+    ``precision`` (hf): the frozen tower's forward under bf16 autocast (``bf16``), or where the device
+    computes bf16 natively (``auto``: ``tvts.device.native_bf16``); features are returned in float32. A
+    trainable tower runs under ``train.precision`` instead.
     """
 
     kind: str = "hf"  # hf | clip
@@ -147,6 +151,7 @@ class TextEncoderConfig:
     layers: int = 12  # clip
     vocab_size: int = 49408  # clip (the CLIP BPE)
     act: str = "quick_gelu"  # clip: MLP activation, quick_gelu (OpenAI CLIP) | gelu (OpenCLIP ViT-H-14)
+    precision: str = "fp32"  # hf, while frozen: fp32 | bf16 | auto (bf16 where the device computes it natively)
 
 
 @dataclass
@@ -515,6 +520,7 @@ def video_width(m: ModelConfig) -> int:
 ACTIVATION_NAMES = ("gelu", "quick_gelu")
 SORT_HEAD_KINDS = ("transformer", "pointer")  # plus "none": no sort head
 SORT_OUTPUTS = ("kway", "pairwise", "factorial")
+TEXT_PRECISIONS = ("fp32", "bf16", "auto")  # model.text.precision of a frozen hf tower
 SORT_VIDEO_INPUTS = ("clip", "parts")
 OBJECTIVE_NAMES = ("tvts", "merlot_like", "vcop", "cpd", "svilm")
 
@@ -592,6 +598,9 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     w = m.sort_head.width or (video_width(m) if m.family == "video_bert" else m.embed_dim)
     _require(m.sort_head.kind == "none" or w % m.sort_head.heads == 0, "sort head width must be divisible by its heads", "model.sort_head.heads", source)
     _require(t.trainable_layers >= -1, "trainable_layers must be -1, 0 or positive", "model.text.trainable_layers", source)
+    _require(t.precision in TEXT_PRECISIONS, f"unknown text precision '{t.precision}' (known: {', '.join(TEXT_PRECISIONS)})",
+             "model.text.precision", source)
+    _require(t.kind == "hf" or t.precision == "fp32", "model.text.precision applies to an hf text encoder", "model.text.precision", source)
     if t.kind == "hf":
         _require(t.pooling in ("cls", "mean"), f"unknown pooling '{t.pooling}' for an hf text encoder", "model.text.pooling", source)
     else:

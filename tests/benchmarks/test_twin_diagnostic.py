@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from tvts.data.datasets import read_split_list
 from tvts.data.synthetic import make_synthetic
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def diagnostic():
-    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling _report, as `python benchmarks/x.py` would
-    try:
-        spec = importlib.util.spec_from_file_location("twin_diagnostic", BENCHMARKS / "twin_diagnostic.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return mod
+def diagnostic(load_benchmark):
+    return load_benchmark("twin_diagnostic")
 
 
 @pytest.fixture(scope="module")

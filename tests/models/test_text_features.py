@@ -110,3 +110,59 @@ def test_load_or_build_reuses_a_file_only_for_the_same_weights_and_texts(bert, t
     assert fresh.fingerprint() == fingerprint
     rebuilt, again, loaded = TextFeatureTable.load_or_build(tmp_path, fingerprint, fresh.encode, texts)
     assert not loaded and again == path and torch.equal(rebuilt.features, first.features)
+
+
+def _bf16_model(bert, precision):
+    torch.manual_seed(0)
+    cfg = tiny_model_config(bert, trainable_layers=0)
+    cfg.text.precision = precision
+    return build_model(cfg).eval()
+
+
+def test_a_bf16_tower_stays_close_to_fp32_and_gets_its_own_table(bert, tmp_path):
+    """``model.text.precision: bf16``: features within bf16 rounding of float32 ones (float32 out), the
+    table equal to encoding per step up to that rounding, and a fingerprint of its own (never the fp32 file)."""
+    fp32, bf16 = _bf16_model(bert, "fp32").text_model, _bf16_model(bert, "bf16").text_model
+    texts = _texts(64, 5)
+    with torch.no_grad():
+        a, b = fp32.encode(texts), bf16.encode(texts)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)  # it did run in bf16
+    assert _close(a, b, rel=3e-2)  # bf16 keeps 8 bits of mantissa: ~0.4 % per product, a few % over 2 blocks
+    cos = torch.nn.functional.cosine_similarity(a, b)
+    assert cos.min() > 0.999
+    assert fp32.fingerprint() != bf16.fingerprint()
+    table = TextFeatureTable.build(bf16.encode, texts, tokens_per_batch=256)
+    bf16.feature_table = table
+    with torch.no_grad():
+        assert _close(bf16(texts[:10]), bf16.encode(texts[:10]), rel=3e-2)
+
+
+def _linear_output_dtypes(text_model, texts, autocast: bool):
+    """The dtypes the tower's first linear layer produced while encoding ``texts``."""
+    linear = next(m for m in text_model.model.modules() if isinstance(m, torch.nn.Linear))
+    seen = []
+    handle = linear.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        text_model.encode(texts)
+    handle.remove()
+    return set(seen)
+
+
+def test_text_precision_decides_the_frozen_towers_dtype_and_leaves_a_callers_autocast_on(bert, monkeypatch):
+    texts = _texts(3, 6)
+    assert _linear_output_dtypes(_bf16_model(bert, "fp32").text_model, texts, autocast=False) == {torch.float32}
+    assert _linear_output_dtypes(_bf16_model(bert, "bf16").text_model, texts, autocast=False) == {torch.bfloat16}
+    # fp32 must not switch off the trainer's autocast (a trainable tower under train.precision)
+    torch.manual_seed(0)
+    trainable = build_model(tiny_model_config(bert, trainable_layers=-1)).eval().text_model
+    assert _linear_output_dtypes(trainable, texts, autocast=True) == {torch.bfloat16}
+    # bf16 applies to a frozen tower only
+    trainable.cfg.precision = "bf16"
+    assert _linear_output_dtypes(trainable, texts, autocast=False) == {torch.float32}
+    # auto: bf16 exactly where the device computes it natively
+    import tvts.models.text as text_module
+
+    auto = _bf16_model(bert, "auto").text_model
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(text_module, "native_bf16", lambda device, native=native: native)
+        assert _linear_output_dtypes(auto, texts, autocast=False) == {dtype}

@@ -8,6 +8,7 @@ a filled Hugging Face cache).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch.nn as nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from tvts.config import TextEncoderConfig
+from tvts.device import native_bf16
 from tvts.errors import ConfigError
 
 # alias → (python package, function returning the model folder)
@@ -108,7 +110,13 @@ class HFTextEncoder(nn.Module):
         """A hash of the weights and of the settings that change features (a feature table's key)."""
         from tvts.models.text_features import encoder_fingerprint
 
-        return encoder_fingerprint(self.model, f"hf|{self.cfg.pooling}|{self.cfg.max_length}")
+        device = next(self.model.parameters()).device
+        return encoder_fingerprint(self.model, f"hf|{self.cfg.pooling}|{self.cfg.max_length}|bf16={self.uses_bf16(device)}")
+
+    def uses_bf16(self, device: torch.device) -> bool:
+        """Whether the frozen tower runs under bf16 autocast on ``device`` (``model.text.precision``)."""
+        p = self.cfg.precision
+        return self.frozen and (p == "bf16" or (p == "auto" and native_bf16(device)))
 
     def forward(self, texts: list[str]) -> torch.Tensor:
         """``texts``: n strings → ``[n, W_t]`` features: the [CLS] token, or the mean over the real
@@ -128,8 +136,13 @@ class HFTextEncoder(nn.Module):
         """The tower's forward on ``texts`` (never the feature table)."""
         device = next(self.model.parameters()).device
         batch = self.tokenize(texts, device)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+        bf16 = self.uses_bf16(device)
+        # Not autocast(enabled=False) when fp32: that would switch off a caller's autocast (train.precision).
+        cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen), cast:
             hidden = self.model(**batch).last_hidden_state
+        if bf16:
+            hidden = hidden.float()
         if self.cfg.pooling == "cls":
             return hidden[:, 0]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
