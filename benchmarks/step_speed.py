@@ -44,7 +44,8 @@ BASELINE = "19a96b7"  # main before this work: per-step text encoding, per-sampl
 
 # The recipe of `before` (its configs/demo.yaml, now tvts/configs/demo.yaml), written in today's fields.
 OLD_RECIPE = ["train.batch_size=16", "model.video.mask_ratio=0.5", "model.video.mask_kind=random", "train.lr=1e-3",
-              "train.warmup_steps=50", "data.workers=1", "data.group_size=1"]
+              "train.warmup_steps=50", "data.workers=1", "data.group_size=1", "model.video.num_frames=8",
+              "model.video.tubelet=2"]
 ROWS = {
     "before": ("before (commit {rev}): text encoded every step, clips decoded", None),
     "same_recipe_plain": ("same recipe, today's code: text encoded every step, clips decoded",
