@@ -23,6 +23,18 @@ def _load(name: str):
 
 
 @pytest.fixture(scope="session")
+def val_videos(tmp_path_factory):
+    """``(YT-Temporal root, the 6 validation names)`` of a small generated dataset (3 direction pairs)."""
+    from tvts.data.datasets import read_split_list
+    from tvts.data.synthetic import make_synthetic
+
+    out = tmp_path_factory.mktemp("val_videos") / "shapes"
+    make_synthetic(out, seed=3, num_train=0, num_val=6, num_heldout=0, workers=1, progress=False)
+    yt = out / "yttemporal"
+    return yt, read_split_list(yt / "meta_data" / "yttemporal_val.csv")
+
+
+@pytest.fixture(scope="session")
 def load_benchmark():
     """``load_benchmark(name)`` → the module of ``benchmarks/<name>.py``."""
     return _load

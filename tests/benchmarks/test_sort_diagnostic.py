@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from tvts.data.datasets import read_split_list, yt_paths
-from tvts.data.synthetic import make_synthetic
+from tvts.data.datasets import yt_paths
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +16,10 @@ def diagnostic(load_benchmark):
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory):
+def video(val_videos):
     """``(YT-Temporal root, a validation video's name, its annotated events)``."""
-    out = tmp_path_factory.mktemp("coverage") / "shapes"
-    make_synthetic(out, seed=5, num_train=0, num_val=2, num_heldout=0, workers=1, progress=False)
-    root = out / "yttemporal"
-    name = read_split_list(root / "meta_data" / "yttemporal_val.csv")[0]
-    return root, name, json.loads(open(yt_paths(root, name)[1]).read())["events"]
+    root, names = val_videos
+    return root, names[0], json.loads(open(yt_paths(root, names[0])[1]).read())["events"]
 
 
 def test_event_coverage(diagnostic, video):

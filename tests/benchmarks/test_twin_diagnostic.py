@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tvts.data.datasets import read_split_list
-from tvts.data.synthetic import make_synthetic
-
 
 @pytest.fixture(scope="module")
 def diagnostic(load_benchmark):
     return load_benchmark("twin_diagnostic")
-
-
-@pytest.fixture(scope="module")
-def val_videos(tmp_path_factory):
-    """``(YT-Temporal root, the 6 validation names)`` of a small generated dataset."""
-    out = tmp_path_factory.mktemp("twins") / "shapes"
-    make_synthetic(out, seed=3, num_train=0, num_val=6, num_heldout=0, workers=1, progress=False)
-    yt = out / "yttemporal"
-    return yt, read_split_list(yt / "meta_data" / "yttemporal_val.csv")
 
 
 def test_twins_are_the_direction_pairs(diagnostic, val_videos):
