@@ -71,9 +71,28 @@ VARIANTS.update({
                            _SVILM + ["objective.svilm.grounding_weight=0", "model.video.pool=cls"]),
     "svilm_all_cls": ("S-ViLM, + spatial grounding, [CLS] embedding", _SVILM + ["model.video.pool=cls"]),
 })
+# CPD and S-ViLM trained on M_base's text instead of the caption: each clip's K transcript segments, their
+# embeddings averaged (objective.clip_text=transcript); everything else as in their rows.
+TRANSCRIPT = ["objective.clip_text=transcript"]
+VARIANTS.update({
+    "cpd_transcript": ("CPD on transcript segments", CPD + TRANSCRIPT),
+    "svilm_transcript": ("S-ViLM on transcript segments", _SVILM + TRANSCRIPT),
+    "svilm_transcript_cls": ("S-ViLM on transcript segments, [CLS] embedding", _SVILM + TRANSCRIPT + ["model.video.pool=cls"]),
+    # M_base plus one change: with its own terms off, S-ViLM on transcripts at TVTS's temperature is M_base
+    # (tests/objectives/test_svilm.py); this row keeps S-ViLM's video embedding, the mean of the group tokens.
+    "svilm_transcript_groups": ("M_base with S-ViLM's group-token embedding", _SVILM + _NO_TERMS + TRANSCRIPT + [
+        "objective.svilm.temperature=0.05"]),
+    # CPD with every other training pair as noise in every step (m = N - 1 of the 2,400 training videos), so the
+    # direction twin is always among the negatives, as it is in M_base's batch
+    "cpd_all_noise": ("CPD, every other pair as noise (m = N - 1)", CPD + ["objective.cpd.num_noise=2399"]),
+    # ... and M_base with a plain mean-pool of the video tokens, to tell pooling apart from grouping
+    "contrastive_mean": ("M_base with the mean of the video tokens as embedding", VARIANTS["contrastive"][1] + [
+        "model.video.pool=mean"]),
+})
 # Not run by default (a shorter benchmark): pass them with --variants.
 OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrastive_groups",
-            "svilm_contrastive_cls", "svilm_grouping_cls", "svilm_all_cls"}
+            "svilm_contrastive_cls", "svilm_grouping_cls", "svilm_all_cls", "cpd_transcript", "svilm_transcript",
+            "svilm_transcript_cls", "svilm_transcript_groups", "contrastive_mean", "cpd_all_noise"}
 # Variants whose objective trains the transcript-sort head (the others leave it untrained or have none).
 SORTS = {"tvts", "pairwise", "factorial", "frame", "appearance_only"}
 
@@ -97,9 +116,10 @@ def _get(d: dict, path) -> float | None:
     return float(d)
 
 
-def run_one(variant: str, seed: int, steps: int, out: Path, threads: int = 0) -> dict:
+def run_one(variant: str, seed: int, steps: int, out: Path, threads: int = 0, extra: list[str] | None = None) -> dict:
     """Pretrain + evaluate one (variant, seed); cached in ``out/variant/seed<k>/results.json``, and reused only
-    when it ran with the same overrides on the same generator version (else the run is done again)."""
+    when it ran with the same overrides on the same generator version (else the run is done again). ``extra``:
+    recipe overrides applied after the variant's (``--set``)."""
     from tvts.config import load_recipe
     from tvts.data.synthetic import VERSION
     from tvts.eval.main_job import evaluate_run
@@ -113,6 +133,7 @@ def run_one(variant: str, seed: int, steps: int, out: Path, threads: int = 0) ->
         overrides.append(f"train.threads={threads}")
     if variant.startswith("cpd"):
         overrides.append(f"train.curriculum.at_step={2 * steps // 3}")
+    overrides += list(extra or [])
     if cached.is_file():
         old = json.loads(cached.read_text())
         if old.get("data_version") == VERSION and [o for o in old.get("overrides", []) if not o.startswith("train.threads=")] \
@@ -211,11 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true", help="only rebuild the table and plot from cached runs")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: the recipe's); e.g. 1 to run "
                    "two benchmarks with different --seeds side by side on 2 cores")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="extra",
+                   help="recipe overrides for every run, after the variant's (e.g. train.device=cuda data.workers=2)")
     args = p.parse_args(argv)
     out = Path(args.out)
     command = f"python benchmarks/objectives.py --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}"
     if set(args.variants) != set(VARIANTS) - OPTIONAL:
         command += " --variants " + " ".join(args.variants)
+    if args.extra:
+        command += " --set " + " ".join(args.extra)
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     # Seeds outermost: an interrupted benchmark has every variant on the first seeds.
     for seed in args.seeds:
@@ -224,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.report_only and not cached.is_file():
                 continue
             t0 = time.time()
-            r = json.loads(cached.read_text()) if args.report_only else run_one(variant, seed, args.steps, out, args.threads)
+            r = json.loads(cached.read_text()) if args.report_only else run_one(variant, seed, args.steps, out, args.threads, args.extra)
             runs[variant].append(r)
             print(f"[objectives] {variant} seed {seed}: t2v R@1 {r['retrieval']['t2v_R@1']:.1f}, linear probe "
                   f"{r['linear_probe']['top1']:.1f} ({time.time() - t0:.0f} s)", flush=True)

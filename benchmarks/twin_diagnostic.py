@@ -81,6 +81,40 @@ def measure(run: Path) -> dict:
             "chance_R@1": 100 / n}
 
 
+@torch.no_grad()
+def text_separation(recipe: str = "demo", overrides: list[str] | None = None) -> list[dict]:
+    """How far apart the frozen text encoder puts a held-out video's text and its twin's, before any training.
+
+    For each text side a clip-level loss can use (``caption``: the clip's one caption, as CPD and S-ViLM train;
+    ``transcript``: the mean of its K segments' features, as M_base's L_base does): the mean cosine between a
+    video's text and its twin's, the mean cosine between unrelated videos' texts, and the ratio of the two
+    distances ``(1 - twin) / (1 - unrelated)``: the share of the usual gap between two videos' texts that is
+    left to tell a video from its twin (the smaller, the less the text says about the motion)."""
+    from tvts.config import load_recipe
+    from tvts.models import build_model
+    from tvts.recipe_data import data_paths, transcript_dataset
+
+    cfg = load_recipe(recipe, overrides or [])
+    root, _, val_list = data_paths(cfg)
+    dataset = transcript_dataset(cfg, root, val_list, train=False)
+    tower = build_model(cfg.model).text_model.eval()
+    samples = [dataset[i] for i in range(len(dataset))]
+    k = len(samples[0]["texts"])
+    segments = tower([t for s in samples for t in s["texts"]]).reshape(len(samples), k, -1).mean(1)
+    sides = {"caption": tower([s["caption"] for s in samples]), "transcript": segments}
+    twin = twins(root, dataset.names)
+    has, n = twin >= 0, len(samples)
+    rows = []
+    for side, feats in sides.items():
+        f = F.normalize(feats.float(), dim=-1)
+        sim = f @ f.T
+        twin_cos = sim[torch.arange(n)[has], twin[has]].mean().item()
+        other = sim[~torch.eye(n, dtype=torch.bool)].mean().item()
+        rows.append({"text": side, "videos": n, "twin_cos": twin_cos, "unrelated_cos": other,
+                     "twin_share": (1 - twin_cos) / (1 - other)})
+    return rows
+
+
 def _mean_std(values: list[float]) -> str:
     m = statistics.fmean(values)
     return f"{m:.1f}" if len(values) == 1 else f"{m:.1f} ± {statistics.stdev(values):.1f}"
@@ -88,9 +122,25 @@ def _mean_std(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="run folders with model/ and recipe.yaml (e.g. runs/demo)")
-    p.add_argument("--report", default="benchmarks/results/twin_diagnostic")
+    p.add_argument("runs", nargs="*", help="run folders with model/ and recipe.yaml (e.g. runs/demo)")
+    p.add_argument("--report", help="report path without suffix (default: benchmarks/results/twin_diagnostic, or "
+                   "benchmarks/results/twin_texts with --texts)")
+    p.add_argument("--texts", action="store_true", help="only the text side: how far the frozen text encoder puts a "
+                   "video's caption / transcript from its twin's (no trained model needed)")
     args = p.parse_args(argv)
+    if args.texts:
+        rows = text_separation()
+        lines = [f"The frozen text encoder (the demo model's MiniLM, before any training) on the {rows[0]['videos']} "
+                 "held-out narrated videos: cosine between a video's text and its direction twin's, and between "
+                 "unrelated videos' texts; twin share = (1 - twin) / (1 - unrelated), the part of the usual distance "
+                 "between two videos' texts that separates a video from its twin. Produced by `python "
+                 "benchmarks/twin_diagnostic.py --texts`.", "",
+                 "| text | twin cosine | unrelated cosine | twin share |", "|---|---|---|---|"]
+        lines += [f"| {r['text']} | {r['twin_cos']:.3f} | {r['unrelated_cos']:.3f} | {r['twin_share']:.2f} |" for r in rows]
+        write_report(args.report or "benchmarks/results/twin_texts", {"texts": rows}, "\n".join(lines))
+        return 0
+    if not args.runs:
+        p.error("give run folders, or --texts")
     rows = [measure(Path(r)) for r in args.runs]
     # Runs of one benchmark variant (``<out>/<variant>/seed<k>``) make one line: mean ± std over their seeds.
     groups: dict[str, list[dict]] = {}
@@ -105,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [_mean_std([r[m] for r in rs]) for m in ("self_beats_twin", "v2t_R@1", "pair_R@1", "twin_errors")]
         lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |")
     lines.append(f"| chance | | 50.0 | {rows[0]['chance_R@1']:.1f} | {2 * rows[0]['chance_R@1']:.1f} | |")
-    write_report(args.report, {"runs": rows}, "\n".join(lines))
+    write_report(args.report or "benchmarks/results/twin_diagnostic", {"runs": rows}, "\n".join(lines))
     return 0
 
 

@@ -34,6 +34,7 @@ def test_overrides_are_typed():
     ("model.text_proj=deep", "model.text_proj"),
     ("model.video.pool=max", "model.video.pool"),
     ("model.text.precision=fp16", "model.text.precision"),
+    ("objective.clip_text=asr", "objective.clip_text"),
     ("train.curriculum.trigger=later", "train.curriculum.trigger"),
     ("data.time_order=reversed", "data.time_order"),
     ("data.group_size=3", "data.group_size"),  # must divide the batch of 32

@@ -289,6 +289,9 @@ class ObjectiveConfig:
     sort_weight: float = 2.0  # lambda
     stop_gradient: bool = True
     contrastive: str = "clip"  # clip: video-transcript (TVTS Eq. 3) | frame: frame-transcript matching (MERLOT)
+    # cpd, svilm: a clip's one text. caption: its caption, as those papers train | transcript: the mean of its K
+    # transcript segments' embeddings, the text side of TVTS's clip-level L_base (Eq. 3)
+    clip_text: str = "caption"
     cpd: CPDConfig = field(default_factory=CPDConfig)
     svilm: SViLMConfig = field(default_factory=SViLMConfig)
 
@@ -523,6 +526,7 @@ SORT_OUTPUTS = ("kway", "pairwise", "factorial")
 TEXT_PRECISIONS = ("fp32", "bf16", "auto")  # model.text.precision of a frozen hf tower
 SORT_VIDEO_INPUTS = ("clip", "parts")
 OBJECTIVE_NAMES = ("tvts", "merlot_like", "vcop", "cpd", "svilm")
+CLIP_TEXTS = ("caption", "transcript")  # objective.clip_text of the caption-level objectives (cpd, svilm)
 
 
 def _choices(name: str):
@@ -640,6 +644,8 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
         _require(v.arch != "r3d_slow" and v.num_frames % (k * v.tubelet) == 0,
                  f"encoding the K={k} parts of a clip on their own needs num_frames divisible by K * tubelet "
                  f"({k} * {v.tubelet}) and a ViT", "model.video.num_frames", source)
+    _require(o.clip_text in CLIP_TEXTS, f"unknown clip text '{o.clip_text}' (known: {', '.join(CLIP_TEXTS)})",
+             "objective.clip_text", source)
     _require(o.cpd.loss in ("cross_pair", "self_instance", "ranking"), f"unknown CPD loss '{o.cpd.loss}'", "objective.cpd.loss", source)
     _require(o.cpd.temperature > 0, "temperature must be positive", "objective.cpd.temperature", source)
     _require(o.cpd.num_noise >= 1, "num_noise must be >= 1", "objective.cpd.num_noise", source)

@@ -1,5 +1,7 @@
 """Precomputed text features: the same features and the same loss as encoding every step."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -166,3 +168,24 @@ def test_text_precision_decides_the_frozen_towers_dtype_and_leaves_a_callers_aut
     for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
         monkeypatch.setattr(text_module, "native_bf16", lambda device, native=native: native)
         assert _linear_output_dtypes(auto, texts, autocast=False) == {dtype}
+
+
+def test_truncated_counts_the_texts_cut_to_max_length_and_a_cut_text_encodes_as_its_head(bert):
+    model = _frozen_model(bert)
+    tower = model.text_model
+    limit = tower.cfg.max_length  # tokens, [CLS] and [SEP] included; one token per word of WORDS
+    assert len(tower.tokenizer("red")["input_ids"]) == 3  # one word piece between [CLS] and [SEP]
+    lengths = [1, limit - 2, limit - 1, limit + 5, 3 * limit]  # words
+    texts = [" ".join(["red"] * n) for n in lengths]
+    assert tower.truncated(texts) == (3, 3 * limit + 2)
+    assert tower.truncated(texts[:2]) == (0, limit) and tower.truncated([]) == (0, 0)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            tower(texts[:2])  # the longest reaches the limit without being cut: no warning
+            assert not seen
+            # what was cut is lost: the long text encodes as its first limit - 2 words
+            assert _close(tower(texts[3:4]), tower([" ".join(texts[3].split()[: limit - 2])]))
+            tower(texts)
+    assert len(seen) == 1  # said once per tower, naming the field to raise
+    assert "1 of 1 texts are longer than model.text.max_length=16" in str(seen[0].message)

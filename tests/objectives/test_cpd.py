@@ -365,3 +365,24 @@ def test_killed_cpd_run_resumes_to_the_same_weights_and_memory_bank(assets, tmp_
     initial = random_unit_rows(12, 16, torch.Generator().manual_seed(BANK_SEED))
     assert (a["memory_video"] != initial).any(1).sum() >= 8  # 6 steps of 4 clips from 12 pairs: most rows moved
     assert torch.all(a["z"] > 0)
+
+
+def test_with_transcript_text_a_clip_is_scored_by_the_mean_of_its_segment_embeddings():
+    """``objective.clip_text=transcript``: f^t is the normalised mean of the K segments' embeddings (TVTS's L_base
+    text), whatever the caption says; the default scores the caption."""
+    torch.manual_seed(0)
+    model = Stub()
+    index = torch.tensor([0, 1, 2])
+    segments = [["3", "5"], ["4", "9"], ["7", "7"]]
+    batch = {"frames": torch.randn(3, FEAT), "captions": ["0", "1", "2"], "texts": segments, "index": index}
+    on_transcripts = build_objective(ObjectiveConfig(name="cpd", clip_text="transcript"), model, N)
+    _, f_t = on_transcripts.embed(model, batch)
+    with torch.no_grad():
+        expected = torch.stack([model.txt(model.words[[int(t) for t in s]]).mean(0) for s in segments])
+        _, f_caption = build_objective(ObjectiveConfig(name="cpd"), model, N).embed(model, batch)
+        assert torch.allclose(f_t, F.normalize(expected, dim=-1), atol=1e-6)
+        assert torch.allclose(f_caption, F.normalize(model.txt(model.words[index]), dim=-1), atol=1e-6)
+    losses, _ = on_transcripts(model, batch)
+    sum(losses.values()).backward()
+    assert model.words.grad[[3, 4, 5, 7, 9]].abs().sum(1).gt(0).all()  # the segments' rows train,
+    assert model.words.grad[[0, 1, 2]].abs().sum() == 0  # the captions' do not

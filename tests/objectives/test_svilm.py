@@ -296,3 +296,39 @@ def test_pretraining_with_svilm_writes_its_losses_and_resumes_exactly(bert_dir, 
 
     _, resumed = kill_and_resume(recipe, tmp_path / "resumed", 2)
     assert_same_weights(straight, resumed)
+
+
+def test_svilm_with_its_own_terms_off_on_transcripts_is_m_base(bert_dir):
+    """The ablation's anchor: S-ViLM without grouping, grounding and cut-and-paste, with the [CLS] embedding, TVTS's
+    temperature and the clip's transcript segments as its text (``objective.clip_text=transcript``) computes exactly
+    TVTS's clip-level L_base (M_base) on the same model and batch, gradients included."""
+    from tvts.config import ObjectiveConfig
+    from tvts.models import build_model
+    from tvts.objectives.tvts import TVTSObjective
+    from tvts.testing import tiny_batch
+
+    torch.manual_seed(0)
+    cfg = _svilm_model_config(bert_dir)
+    cfg.video.pool = "cls"
+    model = build_model(cfg).eval()  # eval: no Gumbel noise in the group tokens, no dropout
+    batch = tiny_batch(batch=4)
+    batch["captions"] = _batch()["captions"]
+    off = dict(grouping_weight=0, grounding_weight=0, cut_and_paste=False, temperature=0.05)
+    m_base = TVTSObjective(ObjectiveConfig(sort_weight=0, contrastive="clip", temperature=0.05), model)
+
+    def loss_and_grads(objective):
+        model.zero_grad()
+        loss = objective(model, batch)[0]["contrastive"]
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    expected, expected_grads = loss_and_grads(m_base)
+    got, grads = loss_and_grads(SViLMObjective(ObjectiveConfig(name="svilm", clip_text="transcript", svilm=SViLMConfig(**off)), model))
+    assert torch.allclose(got, expected, rtol=1e-5)
+    assert grads.keys() == expected_grads.keys() and len(grads) > 0
+    scale = max(g.abs().max().item() for g in expected_grads.values())  # some are zero up to rounding (key biases)
+    for name, g in grads.items():
+        assert torch.allclose(g, expected_grads[name], rtol=1e-4, atol=1e-5 * scale), name
+    # On captions (the default text) the same objective scores other texts: a different loss.
+    caption, _ = loss_and_grads(SViLMObjective(ObjectiveConfig(name="svilm", svilm=SViLMConfig(**off)), model))
+    assert not torch.allclose(caption, expected, rtol=1e-5)  # the tolerance of the equality above

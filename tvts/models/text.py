@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -79,6 +80,7 @@ class HFTextEncoder(nn.Module):
         self.set_trainable(cfg.trainable_layers)
         # Precomputed features (tvts.models.text_features), used while the tower is frozen; not saved.
         self.feature_table = None
+        self._warned_cut = False  # the truncation warning (tokenize) is given once
 
     def set_trainable(self, n: int) -> None:
         """Train everything (-1), nothing (0: frozen, run without autograd and in eval mode), or only the
@@ -104,7 +106,23 @@ class HFTextEncoder(nn.Module):
 
     def tokenize(self, texts: list[str], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt")
+        if not self._warned_cut and batch["attention_mask"].shape[1] >= self.cfg.max_length:
+            n, longest = self.truncated(texts)  # exact, and only when some text reached the limit
+            if n:
+                warnings.warn(f"{n} of {len(texts)} texts are longer than model.text.max_length={self.cfg.max_length} "
+                              f"tokens (the longest has {longest}) and are cut to it; raise model.text.max_length to keep "
+                              f"them whole (said once per process)", stacklevel=2)
+                self._warned_cut = True
         return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+
+    def truncated(self, texts) -> tuple[int, int]:
+        """(how many of ``texts`` are longer than ``max_length`` tokens, special tokens included, and so lose their
+        end; the longest length in tokens)."""
+        texts = list(texts)
+        if not texts:
+            return 0, 0
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        return sum(n > self.cfg.max_length for n in lengths), max(lengths)
 
     def fingerprint(self) -> str:
         """A hash of the weights and of the settings that change features (a feature table's key)."""

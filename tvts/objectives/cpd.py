@@ -56,7 +56,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tvts.config import ObjectiveConfig
-from tvts.objectives.contrastive import gather_with_grad
+from tvts.objectives.contrastive import clip_text_embedding, gather_with_grad
 
 BANK_SEED = 0  # the memory bank's initial random unit vectors come from this seed, not from the global RNG
 
@@ -163,6 +163,7 @@ class CPDObjective(nn.Module):
         if num_samples < 2:
             raise ValueError(f"CPD discriminates between the training pairs; it needs at least 2, not {num_samples}")
         self.cfg = cfg.cpd
+        self.clip_text = cfg.clip_text
         self.num_samples = num_samples
         self.num_noise = min(self.cfg.num_noise, num_samples - 1)  # m
         d = model.config.embed_dim
@@ -173,11 +174,10 @@ class CPDObjective(nn.Module):
         self._z_known: bool | None = None  # None: look at the buffer (it may have just been loaded)
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_z_known", None))
 
-    @staticmethod
-    def embed(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """f^v ``[B, D]`` of the clips and f^t ``[B, D]`` of their captions, l2-normalised, float32."""
+    def embed(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """f^v ``[B, D]`` of the clips and f^t ``[B, D]`` of their texts (``objective.clip_text``), l2-normalised, float32."""
         f_v = model.encode_video(batch["frames"], batch.get("keep"))
-        f_t = model.encode_text(list(batch["captions"]))
+        f_t = clip_text_embedding(model, batch, self.clip_text)
         return F.normalize(f_v.float(), dim=-1), F.normalize(f_t.float(), dim=-1)
 
     def forward(self, model: nn.Module, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from tvts.config import ObjectiveConfig
 from tvts.errors import ConfigError
+from tvts.objectives.contrastive import clip_text_embedding
 
 
 # ------------------------------------------------------------------------------------------ cut-and-paste
@@ -168,6 +169,7 @@ class SViLMObjective(nn.Module):
     def __init__(self, cfg: ObjectiveConfig, model: nn.Module, num_samples: int = 0):
         super().__init__()
         self.cfg = cfg.svilm
+        self.clip_text = cfg.clip_text
         video = model.config.video
         if video.arch != "joint" or video.num_groups <= 0:
             raise ConfigError("S-ViLM needs a joint ViT with group tokens (model.video.num_groups, group_layers)",
@@ -208,7 +210,7 @@ class SViLMObjective(nn.Module):
 
         if c.contrastive_weight > 0:
             f_v = F.normalize(model.video_embedding(video).float(), dim=-1)  # [B, D]
-            f_c = F.normalize(model.encode_text(captions).float(), dim=-1)  # [B, D]
+            f_c = F.normalize(clip_text_embedding(model, batch, self.clip_text).float(), dim=-1)  # [B, D]
             s = f_v @ f_c.T / c.temperature
             losses["contrastive"] = c.contrastive_weight * weighted_nce(s, weights)
             with torch.no_grad():

@@ -6,9 +6,9 @@ import torch
 import torch.nn as nn
 
 from tvts.config import ObjectiveConfig
-from tvts.objectives.contrastive import info_nce
+from tvts.objectives.contrastive import encode_transcripts, info_nce
 from tvts.objectives.sorting import sort_loss, sort_metrics
-from tvts.objectives.video_order import encode_transcripts, part_embeddings, unshuffle
+from tvts.objectives.video_order import part_embeddings, unshuffle
 
 
 class TVTSObjective(nn.Module):

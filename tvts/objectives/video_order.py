@@ -29,7 +29,7 @@ from timm.models.vision_transformer import Block
 
 from tvts.config import ObjectiveConfig, video_width
 from tvts.models.vit import init_linear
-from tvts.objectives.contrastive import info_nce
+from tvts.objectives.contrastive import encode_transcripts, info_nce
 from tvts.objectives.sorting import kway_sort_loss, pairs, sort_loss, sort_metrics
 
 
@@ -69,12 +69,6 @@ def shuffled_part_features(model: nn.Module, frames: torch.Tensor, keep: torch.T
     perm = random_orders(b, k, frames.device)
     parts = model.encode_parts(shuffle_parts(frames, perm), None if keep is None else shuffle_parts(keep, perm), k)
     return perm, parts.cls.reshape(b, k, -1)
-
-
-def encode_transcripts(model: nn.Module, texts: list[list[str]]) -> torch.Tensor:
-    """B lists of K texts → text-encoder features ``[B, K, W_t]``."""
-    b, k = len(texts), len(texts[0])
-    return model.text_model([t for sample in texts for t in sample]).reshape(b, k, -1)
 
 
 def _token_width(model: nn.Module) -> int:

@@ -23,18 +23,20 @@ from torch.utils.data import DataLoader
 
 from tvts.config import CurriculumConfig
 from tvts.data.samples import collate
+from tvts.objectives.contrastive import clip_text_embedding
 from tvts.train.optim import skips_weight_decay
 
 
 @torch.no_grad()
-def validation_recall(model, dataset, batch_size: int, device) -> float:
-    """Text-to-video R@1 (%) of the clip captions over ``dataset`` (evaluation mode, no mask)."""
+def validation_recall(model, dataset, batch_size: int, device, clip_text: str = "caption") -> float:
+    """Text-to-video R@1 (%) of the clips' texts (``objective.clip_text``: captions, or the mean of the transcript
+    segments) over ``dataset`` (evaluation mode, no mask)."""
     was_training = model.training
     model.eval()
     videos, texts = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0, collate_fn=collate):
         videos.append(F.normalize(model.encode_video(batch["frames"].to(device)), dim=-1))
-        texts.append(F.normalize(model.encode_text(batch["captions"]), dim=-1))
+        texts.append(F.normalize(clip_text_embedding(model, batch, clip_text), dim=-1))
     model.train(was_training)
     sim = torch.cat(texts) @ torch.cat(videos).T
     return 100.0 * (sim.argmax(1) == torch.arange(len(sim), device=sim.device)).float().mean().item()

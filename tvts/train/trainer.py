@@ -98,14 +98,14 @@ def attach_text_features(cfg: RecipeConfig, model: torch.nn.Module, streams: dic
 
 
 def validation_data(cfg: RecipeConfig, root: Path, val_list: Path, info: DistInfo):
-    """What the curriculum's plateau trigger validates on: ``(dataset, batch size, device)`` over the
+    """What the curriculum's plateau trigger validates on: ``(dataset, batch size, device, clip text)`` over the
     validation split (evaluation mode), or None when the recipe does not need it."""
     if cfg.train.curriculum.trigger != "plateau":
         return None
     if not Path(val_list).is_file():
         raise ConfigError(f"the plateau trigger validates on {val_list}, which does not exist (set data.val_list)",
                           field="train.curriculum.trigger")
-    return transcript_dataset(cfg, root, val_list, train=False), cfg.eval.batch_size, info.device
+    return transcript_dataset(cfg, root, val_list, train=False), cfg.eval.batch_size, info.device, cfg.objective.clip_text
 
 
 # ---------------------------------------------------------------------------------------- helpers
