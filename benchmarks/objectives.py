@@ -85,6 +85,8 @@ VARIANTS.update({
     # CPD with every other training pair as noise in every step (m = N - 1 of the 2,400 training videos), so the
     # direction twin is always among the negatives, as it is in M_base's batch
     "cpd_all_noise": ("CPD, every other pair as noise (m = N - 1)", CPD + ["objective.cpd.num_noise=2399"]),
+    # CPD's in-batch ranking baseline (no memory bank; the twin is in every batch) on M_base's text
+    "cpd_ranking_transcript": ("CPD ranking loss on transcript segments", CPD + ["objective.cpd.loss=ranking"] + TRANSCRIPT),
     # ... and M_base with a plain mean-pool of the video tokens, to tell pooling apart from grouping
     "contrastive_mean": ("M_base with the mean of the video tokens as embedding", VARIANTS["contrastive"][1] + [
         "model.video.pool=mean"]),
@@ -92,7 +94,8 @@ VARIANTS.update({
 # Not run by default (a shorter benchmark): pass them with --variants.
 OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrastive_groups",
             "svilm_contrastive_cls", "svilm_grouping_cls", "svilm_all_cls", "cpd_transcript", "svilm_transcript",
-            "svilm_transcript_cls", "svilm_transcript_groups", "contrastive_mean", "cpd_all_noise"}
+            "svilm_transcript_cls", "svilm_transcript_groups", "contrastive_mean", "cpd_all_noise",
+            "cpd_ranking_transcript"}
 # Variants whose objective trains the transcript-sort head (the others leave it untrained or have none).
 SORTS = {"tvts", "pairwise", "factorial", "frame", "appearance_only"}
 
