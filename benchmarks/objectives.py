@@ -87,6 +87,11 @@ VARIANTS.update({
     "cpd_all_noise": ("CPD, every other pair as noise (m = N - 1)", CPD + ["objective.cpd.num_noise=2399"]),
     # CPD's in-batch ranking baseline (no memory bank; the twin is in every batch) on M_base's text
     "cpd_ranking_transcript": ("CPD ranking loss on transcript segments", CPD + ["objective.cpd.loss=ranking"] + TRANSCRIPT),
+    # ... and both with M_base's text head and no curriculum (the text tower frozen throughout)
+    "cpd_plain_head": ("CPD on transcripts, M_base's text head, no curriculum", CPD + TRANSCRIPT + [
+        "model.text_proj=minimal", "train.curriculum.trigger=none"]),
+    "cpd_ranking_plain_head": ("CPD ranking on transcripts, M_base's text head, no curriculum", CPD + TRANSCRIPT + [
+        "objective.cpd.loss=ranking", "model.text_proj=minimal", "train.curriculum.trigger=none"]),
     # ... and M_base with a plain mean-pool of the video tokens, to tell pooling apart from grouping
     "contrastive_mean": ("M_base with the mean of the video tokens as embedding", VARIANTS["contrastive"][1] + [
         "model.video.pool=mean"]),
@@ -95,7 +100,7 @@ VARIANTS.update({
 OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrastive_groups",
             "svilm_contrastive_cls", "svilm_grouping_cls", "svilm_all_cls", "cpd_transcript", "svilm_transcript",
             "svilm_transcript_cls", "svilm_transcript_groups", "contrastive_mean", "cpd_all_noise",
-            "cpd_ranking_transcript"}
+            "cpd_ranking_transcript", "cpd_plain_head", "cpd_ranking_plain_head"}
 # Variants whose objective trains the transcript-sort head (the others leave it untrained or have none).
 SORTS = {"tvts", "pairwise", "factorial", "frame", "appearance_only"}
 

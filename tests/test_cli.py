@@ -71,3 +71,23 @@ def test_a_missing_optional_package_is_one_line_before_any_work(tmp_path, monkey
     with pytest.raises(ConfigError, match=r"tvts data shard needs webdataset: pip install 'tvts\[shards\]'"):
         write_shards(tmp_path / "m.jsonl", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_svilm_needs_spacy_only_for_its_grounding(monkeypatch):
+    """S-ViLM without spatial grounding (``grounding_weight=0``) trains without spaCy; with it, the missing
+    package is one line naming the extra, before any work."""
+    import sys
+
+    import pytest
+
+    from tvts.config import load_recipe
+    from tvts.errors import ConfigError
+    from tvts.train.trainer import check_dependencies
+
+    from tvts.data.nouns import load_pipeline
+
+    monkeypatch.setitem(sys.modules, "spacy", None)  # "not installed"
+    load_pipeline.cache_clear()  # a pipeline loaded by an earlier test would hide the missing package
+    check_dependencies(load_recipe("svilm_demo", ["objective.svilm.grounding_weight=0"]))
+    with pytest.raises(ConfigError, match=r"needs spacy: pip install 'tvts\[svilm\]'"):
+        check_dependencies(load_recipe("svilm_demo"))

@@ -191,7 +191,7 @@ def check_dependencies(cfg: RecipeConfig) -> None:
         require("torchcodec.decoders", "data.decode_backend=torchcodec", field="data.decode_backend")
     if cfg.train.wandb_project:
         require("wandb", "train.wandb_project", field="train.wandb_project")
-    if cfg.objective.name == "svilm":
+    if noun_spec(cfg) is not None:  # S-ViLM's spatial grounding (only it needs spaCy)
         from tvts.data.nouns import load_pipeline
 
         load_pipeline(cfg.objective.svilm.spacy_model)
