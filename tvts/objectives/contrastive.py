@@ -50,7 +50,7 @@ def encode_transcripts(model: nn.Module, texts: list[list[str]]) -> torch.Tensor
     return model.text_model([t for sample in texts for t in sample]).reshape(b, k, -1)
 
 
-def clip_text_embedding(model: nn.Module, batch: dict, source: str = "caption") -> torch.Tensor:
+def clip_text_embedding(model: nn.Module, batch: dict, source: str) -> torch.Tensor:
     """One text embedding per clip, ``[B, D]`` (not normalised), for the caption-level objectives (CPD, S-ViLM).
 
     ``source`` (``objective.clip_text``): ``caption`` embeds the clip's caption (``batch["captions"]``, B

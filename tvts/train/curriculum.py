@@ -28,7 +28,7 @@ from tvts.train.optim import skips_weight_decay
 
 
 @torch.no_grad()
-def validation_recall(model, dataset, batch_size: int, device, clip_text: str = "caption") -> float:
+def validation_recall(model, dataset, batch_size: int, device, clip_text: str) -> float:
     """Text-to-video R@1 (%) of the clips' texts (``objective.clip_text``: captions, or the mean of the transcript
     segments) over ``dataset`` (evaluation mode, no mask)."""
     was_training = model.training
