@@ -82,9 +82,17 @@ VARIANTS.update({
     # (tests/objectives/test_svilm.py); this row keeps S-ViLM's video embedding, the mean of the group tokens.
     "svilm_transcript_groups": ("M_base with S-ViLM's group-token embedding", _SVILM + _NO_TERMS + TRANSCRIPT + [
         "objective.svilm.temperature=0.05"]),
-    # CPD with every other training pair as noise in every step (m = N - 1 of the 2,400 training videos), so the
-    # direction twin is always among the negatives, as it is in M_base's batch
-    "cpd_all_noise": ("CPD, every other pair as noise (m = N - 1)", CPD + ["objective.cpd.num_noise=2399"]),
+    # ... and the same with the group assignment taken apart: one-hot without the Gumbel noise, or the soft weights
+    "svilm_transcript_groups_argmax": ("M_base with the group-token embedding, argmax assignment", _SVILM + _NO_TERMS + TRANSCRIPT + [
+        "objective.svilm.temperature=0.05", "model.video.group_assign=argmax"]),
+    "svilm_transcript_groups_soft": ("M_base with the group-token embedding, soft assignment", _SVILM + _NO_TERMS + TRANSCRIPT + [
+        "objective.svilm.temperature=0.05", "model.video.group_assign=soft"]),
+    # ... and with one grouping block only, on the last layer's tokens (the paper's setting has three, at 6, 9, 12 of 12)
+    "svilm_transcript_groups_last": ("M_base with the group-token embedding, one grouping block after the last layer",
+                                     _SVILM + _NO_TERMS + TRANSCRIPT + ["objective.svilm.temperature=0.05", "model.video.group_layers=[4]"]),
+    # CPD with m = N - 1 noise draws per sample (of the 2,400 training videos; uniform, with replacement): every
+    # other pair once on average, the direction twin among the negatives in 63 % of the steps (M_base: in every batch)
+    "cpd_all_noise": ("CPD, m = N - 1 noise draws (every other pair once on average)", CPD + ["objective.cpd.num_noise=2399"]),
     # CPD's in-batch ranking baseline (no memory bank; the twin is in every batch) on M_base's text
     "cpd_ranking_transcript": ("CPD ranking loss on transcript segments", CPD + ["objective.cpd.loss=ranking"] + TRANSCRIPT),
     # ... and both with M_base's text head and no curriculum (the text tower frozen throughout)
@@ -92,6 +100,15 @@ VARIANTS.update({
         "model.text_proj=minimal", "train.curriculum.trigger=none"]),
     "cpd_ranking_plain_head": ("CPD ranking on transcripts, M_base's text head, no curriculum", CPD + TRANSCRIPT + [
         "objective.cpd.loss=ranking", "model.text_proj=minimal", "train.curriculum.trigger=none"]),
+    # ... and its bank scored by a softmax over the positive and the m noise pairs instead of NCE
+    "cpd_softmax_plain_head": ("CPD softmax over the bank, transcripts, M_base's text head, no curriculum", CPD + TRANSCRIPT + [
+        "objective.cpd.estimator=softmax", "model.text_proj=minimal", "train.curriculum.trigger=none"]),
+    # ... and the softmax over (in expectation) the whole bank: m = N - 1 draws, each other pair once on average
+    "cpd_softmax_all_noise": ("CPD softmax over the bank, m = N - 1, transcripts, M_base's text head, no curriculum", CPD + TRANSCRIPT + [
+        "objective.cpd.estimator=softmax", "objective.cpd.num_noise=2399", "model.text_proj=minimal", "train.curriculum.trigger=none"]),
+    # ... and M_base at a temperature ten times its own, where the softmax weighs its negatives more evenly
+    # (the hardest, the direction twin, no longer dominates the gradient): what CPD's hinge ranking loss does
+    "contrastive_warm": ("M_base at temperature 0.5", VARIANTS["contrastive"][1] + ["objective.temperature=0.5"]),
     # ... and M_base with a plain mean-pool of the video tokens, to tell pooling apart from grouping
     "contrastive_mean": ("M_base with the mean of the video tokens as embedding", VARIANTS["contrastive"][1] + [
         "model.video.pool=mean"]),
@@ -99,8 +116,10 @@ VARIANTS.update({
 # Not run by default (a shorter benchmark): pass them with --variants.
 OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrastive_groups",
             "svilm_contrastive_cls", "svilm_grouping_cls", "svilm_all_cls", "cpd_transcript", "svilm_transcript",
-            "svilm_transcript_cls", "svilm_transcript_groups", "contrastive_mean", "cpd_all_noise",
-            "cpd_ranking_transcript", "cpd_plain_head", "cpd_ranking_plain_head"}
+            "svilm_transcript_cls", "svilm_transcript_groups", "svilm_transcript_groups_argmax",
+            "svilm_transcript_groups_soft", "svilm_transcript_groups_last", "contrastive_mean", "contrastive_warm",
+            "cpd_all_noise", "cpd_ranking_transcript", "cpd_plain_head", "cpd_ranking_plain_head",
+            "cpd_softmax_plain_head", "cpd_softmax_all_noise"}
 # Variants whose objective trains the transcript-sort head (the others leave it untrained or have none).
 SORTS = {"tvts", "pairwise", "factorial", "frame", "appearance_only"}
 
@@ -124,6 +143,18 @@ def _get(d: dict, path) -> float | None:
     return float(d)
 
 
+def recipe_overrides(variant: str, seed: int, steps: int, run_dir: Path, threads: int = 0,
+                     extra: list[str] | None = None) -> list[str]:
+    """The overrides of the ``demo`` recipe that make one (variant, seed) run, in the order a cached run recorded."""
+    overrides = COMMON + VARIANTS[variant][1] + [
+        f"train.steps={steps}", f"train.seed={seed}", f"train.out_dir={run_dir}", f"train.ckpt_every={steps}"]
+    if threads:
+        overrides.append(f"train.threads={threads}")
+    if variant.startswith("cpd"):
+        overrides.append(f"train.curriculum.at_step={2 * steps // 3}")
+    return overrides + list(extra or [])
+
+
 def run_one(variant: str, seed: int, steps: int, out: Path, threads: int = 0, extra: list[str] | None = None) -> dict:
     """Pretrain + evaluate one (variant, seed); cached in ``out/variant/seed<k>/results.json``, and reused only
     when it ran with the same overrides on the same generator version (else the run is done again). ``extra``:
@@ -135,13 +166,7 @@ def run_one(variant: str, seed: int, steps: int, out: Path, threads: int = 0, ex
 
     run_dir = out / variant / f"seed{seed}"
     cached = run_dir / "results.json"
-    overrides = COMMON + VARIANTS[variant][1] + [
-        f"train.steps={steps}", f"train.seed={seed}", f"train.out_dir={run_dir}", f"train.ckpt_every={steps}"]
-    if threads:
-        overrides.append(f"train.threads={threads}")
-    if variant.startswith("cpd"):
-        overrides.append(f"train.curriculum.at_step={2 * steps // 3}")
-    overrides += list(extra or [])
+    overrides = recipe_overrides(variant, seed, steps, run_dir, threads, extra)
     if cached.is_file():
         old = json.loads(cached.read_text())
         if old.get("data_version") == VERSION and [o for o in old.get("overrides", []) if not o.startswith("train.threads=")] \

@@ -30,6 +30,7 @@ def test_overrides_are_typed():
     ("objective.contrastive=audio", "objective.contrastive"),
     ("objective.cpd.loss=triplet", "objective.cpd.loss"),
     ("objective.cpd.momentum=1.0", "objective.cpd.momentum"),
+    ("objective.cpd.estimator=exact", "objective.cpd.estimator"),
     ("objective.svilm.num_nouns=0", "objective.svilm.num_nouns"),
     ("model.text_proj=deep", "model.text_proj"),
     ("model.video.pool=max", "model.video.pool"),
@@ -91,6 +92,7 @@ def test_unknown_config_name_lists_known_ones():
     (["objective.contrastive=clip", "objective.name=svilm"], "model.video.num_groups"),
     (["model.video.num_groups=4", "model.video.group_layers=[9]"], "model.video.group_layers"),
     (["model.video.num_groups=4"], "model.video.group_layers"),
+    (["model.video.num_groups=4", "model.video.group_layers=[2]", "model.video.group_assign=kmeans"], "model.video.group_assign"),
     # a 3D CNN cannot drop tokens; its depth is a ResNet depth
     (["model.video.arch=r3d_slow", "model.video.depth=34", "model.video.mask_ratio=0.5"], "model.video.mask_ratio"),
     (["model.video.arch=r3d_slow", "model.video.depth=4", "model.video.mask_ratio=0"], "model.video.depth"),

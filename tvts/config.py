@@ -75,6 +75,7 @@ class JointViTConfig(ViTConfig):
     num_groups: int = 0
     group_layers: list[int] = field(default_factory=list)
     group_tau: float = 1.0  # Gumbel-softmax temperature of the hard assignment
+    group_assign: str = "gumbel"  # how video tokens join groups in training, one of GROUP_ASSIGNS
 
 
 @dataclass
@@ -256,6 +257,7 @@ class CPDConfig:
     num_noise: int = 4096  # m, noise samples per positive (capped at N - 1)
     momentum: float = 0.5  # memory bank: f_i <- normalise(momentum * f_i + (1 - momentum) * f)
     margin: float = 0.2  # delta of the ranking loss
+    estimator: str = "nce"  # of the N-way softmax over the bank, one of CPD_ESTIMATORS: nce (Eq. 5) | softmax
 
 
 @dataclass
@@ -527,6 +529,12 @@ TEXT_PRECISIONS = ("fp32", "bf16", "auto")  # model.text.precision of a frozen h
 SORT_VIDEO_INPUTS = ("clip", "parts")
 OBJECTIVE_NAMES = ("tvts", "merlot_like", "vcop", "cpd", "svilm")
 CLIP_TEXTS = ("caption", "transcript")  # objective.clip_text of the caption-level objectives (cpd, svilm)
+# model.video.group_assign (S-ViLM grouping blocks, tvts.models.grouping.assignment): gumbel = the paper's hard
+# Gumbel-softmax in training; argmax = hard without the noise (kMaX-DeepLab's k-means attention); soft = softmax weights
+GROUP_ASSIGNS = ("gumbel", "argmax", "soft")
+# objective.cpd.estimator: nce = Eq. 5 (binary NCE, a constant Z); softmax = cross-entropy over the positive and the
+# m noise pairs of the bank (CMC's softmax alternative to NCE)
+CPD_ESTIMATORS = ("nce", "softmax")
 
 
 def _choices(name: str):
@@ -579,6 +587,8 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
             _require(all(1 <= l <= v.depth for l in v.group_layers), f"group_layers must be in [1, depth={v.depth}]",
                      "model.video.group_layers", source)
             _require(v.group_tau > 0, "group_tau must be positive", "model.video.group_tau", source)
+            _require(v.group_assign in GROUP_ASSIGNS, f"unknown group_assign '{v.group_assign}' (known: {', '.join(GROUP_ASSIGNS)})",
+                     "model.video.group_assign", source)
     elif isinstance(v, R3DConfig):
         _require(v.depth in (18, 34, 50), "the 3D ResNet depth must be 18, 34 or 50", "model.video.depth", source)
         _require(v.mask_ratio == 0, "a 3D CNN cannot drop tokens: mask_ratio must be 0", "model.video.mask_ratio", source)
@@ -649,6 +659,8 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(o.cpd.loss in ("cross_pair", "self_instance", "ranking"), f"unknown CPD loss '{o.cpd.loss}'", "objective.cpd.loss", source)
     _require(o.cpd.temperature > 0, "temperature must be positive", "objective.cpd.temperature", source)
     _require(o.cpd.num_noise >= 1, "num_noise must be >= 1", "objective.cpd.num_noise", source)
+    _require(o.cpd.estimator in CPD_ESTIMATORS, f"unknown CPD estimator '{o.cpd.estimator}' (known: {', '.join(CPD_ESTIMATORS)})",
+             "objective.cpd.estimator", source)
     _require(0.0 <= o.cpd.momentum < 1.0, "momentum must be in [0, 1)", "objective.cpd.momentum", source)
     _require(o.svilm.num_nouns >= 1, "num_nouns must be >= 1", "objective.svilm.num_nouns", source)
     _require(o.svilm.temperature > 0 and o.svilm.grouping_temperature > 0, "temperatures must be positive",

@@ -64,6 +64,39 @@ def test_eval_assignment_is_deterministic_argmax_and_training_samples_gumbel_noi
     assert not torch.equal(t1.argmax(-1), a1.argmax(-1))  # ... and changes assignments
 
 
+def test_argmax_assignment_trains_on_the_noise_free_one_hot_with_straight_through_gradients():
+    torch.manual_seed(0)
+    blk = GroupingBlock(16, assign="argmax").eval()
+    groups, tokens = torch.randn(2, 6, 16), torch.randn(2, 40, 16, requires_grad=True)
+    evaluated = blk.assign(groups, tokens)
+    blk.train()
+    trained = blk.assign(groups, tokens)
+    assert torch.equal(trained, evaluated)  # no noise in training: the evaluation's assignment
+    assert set(trained.detach().unique().tolist()) <= {0.0, 1.0}
+    blk(groups, tokens)[0].square().sum().backward()
+    assert blk.q.weight.grad.abs().sum() > 0 and blk.k.weight.grad.abs().sum() > 0
+
+
+def test_soft_assignment_is_the_softmax_and_groups_its_weighted_mean():
+    torch.manual_seed(0)
+    blk = GroupingBlock(8, tau=0.5, assign="soft").train()
+    groups, tokens = torch.randn(1, 3, 8), torch.randn(1, 7, 8)
+    new, a = blk(groups, tokens)
+    logits = blk.k(blk.norm_tokens(tokens)) @ blk.q(blk.norm_groups(groups)).transpose(1, 2) * blk.scale
+    assert torch.allclose(a, (logits / 0.5).softmax(-1), atol=1e-6)
+    assert torch.equal(blk.eval().assign(groups, tokens), a)  # the same weights in evaluation
+    v = blk.v(blk.norm_tokens(tokens))[0]
+    w = a[0].detach()
+    expected = groups + blk.proj((w.T @ v) / w.sum(0).clamp(min=1)[:, None])
+    expected = expected + blk.mlp(blk.norm_mlp(expected))
+    assert torch.allclose(new, expected, atol=1e-5)
+
+
+def test_encoder_builds_its_blocks_with_the_configured_assignment():
+    enc = _encoder(**GROUPED, group_assign="soft")
+    assert [b.assign_mode for b in enc.grouping] == ["soft", "soft"]
+
+
 def test_empty_groups_do_not_blow_up_gradients():
     """More groups than tokens: some groups receive nothing; their gradients must stay bounded."""
     torch.manual_seed(0)

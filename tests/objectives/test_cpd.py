@@ -121,6 +121,19 @@ def test_nce_loss_matches_eq5():
                                           dtype=torch.float64))
 
 
+@pytest.mark.parametrize("m", [3, 2000])  # a few noise pairs per sample (gathered), and most of the bank (one product)
+def test_bank_logits_score_each_query_against_its_rows(m):
+    g = torch.Generator().manual_seed(0)
+    memory = random_unit_rows(1000, 16, g)
+    query = F.normalize(torch.randn(4, 16, generator=g), dim=-1)
+    positive = torch.tensor([5, 0, 999, 5])
+    noise = torch.randint(1000, (4, m), generator=g)
+    pos, neg = bank_logits(query, memory, positive, noise, 0.1)
+    assert torch.allclose(pos, torch.stack([memory[i] @ q for i, q in zip(positive, query)]) / 0.1, atol=1e-5)
+    direct = torch.stack([memory[row] @ q for row, q in zip(noise, query)]) / 0.1
+    assert neg.shape == (4, m) and torch.allclose(neg, direct, atol=1e-5)
+
+
 def test_ranking_loss_matches_eq4():
     g = torch.Generator().manual_seed(1)
     v = F.normalize(torch.randn(5, D, generator=g, dtype=torch.float64), dim=-1)
@@ -199,6 +212,32 @@ def test_cross_pair_loss_matches_eq3_eq5_and_updates_the_bank(monkeypatch):
     rest = [i for i in range(N) if i not in idx.tolist()]
     assert torch.equal(obj.memory_video[rest].double(), mem_v[rest]) and torch.equal(obj.memory_text[rest].double(), mem_t[rest])
     assert torch.equal(obj.z, torch.tensor([13.0, 7.0]))  # known Z are kept
+
+
+def test_softmax_estimator_is_the_cross_entropy_over_the_positive_and_its_noise(monkeypatch):
+    model, obj = _setup("cross_pair", num_noise=4, momentum=0.25)
+    obj.cfg.estimator = "softmax"
+    batch = _batch([3, 8, 0])
+    noise = torch.tensor([[1, 2, 3, 9], [8, 8, 4, 0], [5, 6, 7, 2]])
+    _fix_noise(monkeypatch, noise)
+    mem_v, mem_t = obj.memory_video.clone().double(), obj.memory_text.clone().double()
+    f_v, f_t = _embeddings(model, batch)
+
+    losses, metrics = obj(model, batch)
+
+    def direct(query, memory):
+        total = 0.0
+        for b, i in enumerate(batch["index"].tolist()):
+            scores = [float(memory[j] @ query[b]) / 0.1 for j in [i] + noise[b].tolist()]
+            total -= scores[0] - math.log(sum(math.exp(x) for x in scores))
+        return total / 3
+
+    assert set(losses) == {"cpd_v2t", "cpd_t2v"} and {"p_pos_v2t", "p_pos_t2v"} <= set(metrics)
+    assert math.isclose(losses["cpd_v2t"].item(), direct(f_v, mem_t), rel_tol=1e-5)
+    assert math.isclose(losses["cpd_t2v"].item(), direct(f_t, mem_v), rel_tol=1e-5)
+    assert torch.equal(obj.z, torch.zeros(2))  # no Z to estimate
+    i = batch["index"][0].item()  # the bank is still updated
+    assert torch.allclose(obj.memory_video[i].double(), F.normalize(0.25 * mem_v[i] + 0.75 * f_v[0], dim=0), atol=1e-6)
 
 
 def test_self_instance_loss_matches_eq2_eq5(monkeypatch):

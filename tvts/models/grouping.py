@@ -6,6 +6,11 @@ video token is assigned to exactly one group by a Gumbel-softmax over the group 
 in the forward pass, straight-through gradients of the soft assignment in the backward pass); each group
 token then moves by the mean of the (projected) video tokens assigned to it, followed by an MLP, both
 with residual connections. The video tokens themselves are left unchanged.
+
+``assign`` (``model.video.group_assign``) picks how tokens join groups in training: ``gumbel`` (the paper),
+``argmax`` (the same one-hot without the Gumbel noise, as the k-means cross-attention of kMaX-DeepLab) or
+``soft`` (the softmax weights themselves: every token joins every group a little, in training and evaluation).
+The last two are there to take the paper's choice apart (``benchmarks/objectives.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,17 @@ def hard_assignment(logits: torch.Tensor, tau: float, sample: bool) -> torch.Ten
     return hard - soft.detach() + soft
 
 
+def assignment(logits: torch.Tensor, tau: float, assign: str, training: bool) -> torch.Tensor:
+    """Assignment weights ``[..., M]`` of ``logits`` ``[..., M]`` by ``assign`` (one of ``GROUP_ASSIGNS``):
+    ``gumbel`` samples in training only (:func:`hard_assignment`), ``argmax`` never samples, ``soft`` is
+    ``softmax(logits / tau)``."""
+    if assign == "soft":
+        return (logits / tau).softmax(-1)
+    if assign not in ("gumbel", "argmax"):
+        raise ValueError(f"unknown assignment '{assign}'")
+    return hard_assignment(logits, tau, sample=training and assign == "gumbel")
+
+
 class GroupingBlock(nn.Module):
     """Group tokens ``[B, M, W]`` + video tokens ``[B, N, W]`` → updated group tokens ``[B, M, W]``.
 
@@ -39,9 +55,9 @@ class GroupingBlock(nn.Module):
     and ``mlp`` (timm ``Mlp``). Single-head attention, as in GroupViT's assignment attention.
     """
 
-    def __init__(self, width: int, tau: float = 1.0, mlp_ratio: float = 4.0):
+    def __init__(self, width: int, tau: float = 1.0, mlp_ratio: float = 4.0, assign: str = "gumbel"):
         super().__init__()
-        self.tau = tau
+        self.tau, self.assign_mode = tau, assign
         self.scale = width ** -0.5
         self.norm_groups = nn.LayerNorm(width, eps=1e-6)
         self.norm_tokens = nn.LayerNorm(width, eps=1e-6)
@@ -53,17 +69,19 @@ class GroupingBlock(nn.Module):
         self.mlp = Mlp(width, int(width * mlp_ratio))
 
     def assign(self, groups: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Hard assignment ``A`` ``[B, N, M]``: row n is the one-hot group of video token n."""
+        """Assignment ``A`` ``[B, N, M]``: row n is the one-hot group of video token n (the weights of each
+        group for ``soft``)."""
         q = self.q(self.norm_groups(groups))  # [B, M, W]
         k = self.k(self.norm_tokens(tokens))  # [B, N, W]
         logits = k @ q.transpose(1, 2) * self.scale  # [B, N, M]
-        return hard_assignment(logits, self.tau, sample=self.training)
+        return assignment(logits, self.tau, self.assign_mode, self.training)
 
     def forward(self, groups: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``groups`` ``[B, M, W]``, ``tokens`` ``[B, N, W]`` → (new ``groups`` ``[B, M, W]``, assignment ``[B, N, M]``).
 
         Group m's update is the mean of ``v(tokens)`` over the tokens assigned to it, zero for a group
-        that receives no token: ``A^T v / max(sum_n A_nm, 1)``. (The counts are integers in the forward
+        that receives no token: ``A^T v / max(sum_n A_nm, 1)`` (for ``soft``, the weighted mean, a group's
+        total weight below 1 counting as 1). (The counts are integers in the forward
         pass; an additive epsilon instead of the clamp would send gradients of size 1/epsilon through
         the straight-through counts of empty groups.)
         """

@@ -104,7 +104,7 @@ class JointSpaceTimeViT(nn.Module):
             # Built and initialised last, so that the ViT's own parameters draw the same random numbers
             # with and without grouping.
             self.group_token = nn.Parameter(torch.zeros(1, cfg.num_groups, cfg.width))
-            self.grouping = nn.ModuleList(GroupingBlock(cfg.width, cfg.group_tau, cfg.mlp_ratio) for _ in cfg.group_layers)
+            self.grouping = nn.ModuleList(GroupingBlock(cfg.width, cfg.group_tau, cfg.mlp_ratio, cfg.group_assign) for _ in cfg.group_layers)
             self.group_norm = norm(cfg.width)
             trunc_normal_(self.group_token, std=0.02)
             self.grouping.apply(init_linear)

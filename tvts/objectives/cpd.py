@@ -17,6 +17,11 @@ bank, p(i|·) = exp(score_i)/Z with a constant Z, h(i) = p(i)/(p(i) + m·P_n) wi
 
 averaged over the batch; for ``cross_pair`` the loss is L(v→t) + L(t→v).
 
+``objective.cpd.estimator: softmax`` replaces Eq. 5 by the cross-entropy of the positive among itself and
+the same m noise pairs, −log exp(score_i) / (exp(score_i) + Σ_k exp(score_{j_k})) (CMC's softmax
+alternative to NCE; no Z): the bank, the noise and the updates stay as they are, so the two estimators
+can be told apart.
+
 Decisions where the paper is silent (Wu et al.'s convention unless said otherwise):
 
 - Positives are scored against the *memory* entry of their own index (f_i^t from the bank against the
@@ -59,6 +64,7 @@ from tvts.config import ObjectiveConfig
 from tvts.objectives.contrastive import clip_text_embedding, gather_with_grad
 
 BANK_SEED = 0  # the memory bank's initial random unit vectors come from this seed, not from the global RNG
+BANK_PRODUCT_RATIO = 8  # bank_logits scores the whole bank at once when m * this >= N (same values, less copying)
 
 
 # ---------------------------------------------------------------------------------------- memory bank
@@ -110,7 +116,13 @@ def bank_logits(query: torch.Tensor, memory: torch.Tensor, positive: torch.Tenso
     """Scores of ``query`` ``[B, D]`` against bank rows: the positive ``memory[positive]`` → ``[B]``
     (f_i·f/τ) and the noise ``memory[noise]`` (``noise`` ``[B, m]``) → ``[B, m]`` (f_j·f/τ)."""
     pos = (memory[positive] * query).sum(-1) / temperature
-    neg = torch.einsum("bd,bmd->bm", query, memory[noise]) / temperature
+    if noise.shape[1] * BANK_PRODUCT_RATIO >= memory.shape[0]:
+        # m close to N: one [B, N] product with the whole bank, then pick the noise columns (the [B, m, D]
+        # gather below would copy the bank B/8 times or more). The product's backward needs the bank as it is
+        # now, and the step updates it in place: so a copy, once.
+        neg = (query @ memory.clone().T).gather(1, noise) / temperature
+    else:
+        neg = torch.einsum("bd,bmd->bm", query, memory[noise]) / temperature
     return pos, neg
 
 
@@ -133,6 +145,13 @@ def nce_loss(pos_logits: torch.Tensor, noise_logits: torch.Tensor, z: torch.Tens
     neg = noise_logits - log_z - log_m_pn
     loss = -(F.logsigmoid(pos) + F.logsigmoid(-neg).sum(1)).mean()
     return loss, torch.sigmoid(pos).detach()
+
+
+def softmax_loss(pos_logits: torch.Tensor, noise_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The softmax estimator: mean_b −log softmax([pos_b, noise_b1..noise_bm])_0 for ``pos_logits`` ``[B]`` and
+    ``noise_logits`` ``[B, m]``; returns the loss and the positive's probability ``[B]`` (detached)."""
+    logp = torch.cat([pos_logits[:, None], noise_logits], 1).log_softmax(1)[:, 0]
+    return -logp.mean(), logp.exp().detach()
 
 
 # ---------------------------------------------------------------------------------------- ranking (Eq. 4)
@@ -209,11 +228,16 @@ class CPDObjective(nn.Module):
             pos_v, neg_v = bank_logits(f_v, self.memory_video, index, noise, c.temperature)
             pos_t, neg_t = bank_logits(f_t, self.memory_text, index, noise, c.temperature)
             logits = {"self": (pos_v + pos_t, neg_v + neg_t)}  # p(i | (v, t))
-        z = self._normalisers([neg for _, neg in logits.values()])
         losses, metrics = {}, {}
-        for k, (name, (pos, neg)) in enumerate(logits.items()):
-            losses[f"cpd_{name}"], h = nce_loss(pos, neg, z[k], n)
-            metrics[f"nce_h_{name}"] = h.mean()
+        if c.estimator == "softmax":
+            for name, (pos, neg) in logits.items():
+                losses[f"cpd_{name}"], p = softmax_loss(pos, neg)
+                metrics[f"p_pos_{name}"] = p.mean()
+        else:
+            z = self._normalisers([neg for _, neg in logits.values()])
+            for k, (name, (pos, neg)) in enumerate(logits.items()):
+                losses[f"cpd_{name}"], h = nce_loss(pos, neg, z[k], n)
+                metrics[f"nce_h_{name}"] = h.mean()
         if self.training:
             all_v, all_index = gather_all(f_v, index)
             all_t, _ = gather_all(f_t, index)
