@@ -103,6 +103,10 @@ VARIANTS.update({
     # ... and its bank scored by a softmax over the positive and the m noise pairs instead of NCE
     "cpd_softmax_plain_head": ("CPD softmax over the bank, transcripts, M_base's text head, no curriculum", CPD + TRANSCRIPT + [
         "objective.cpd.estimator=softmax", "model.text_proj=minimal", "train.curriculum.trigger=none"]),
+    # ... and with the positive pair scored as it is in this batch (both towers train on it), the noise from the bank
+    "cpd_softmax_current": ("CPD softmax, positive from the batch, noise from the bank, transcripts, M_base's text head", CPD + TRANSCRIPT + [
+        "objective.cpd.estimator=softmax", "objective.cpd.positive=current", "model.text_proj=minimal",
+        "train.curriculum.trigger=none"]),
     # ... and the softmax over (in expectation) the whole bank: m = N - 1 draws, each other pair once on average
     "cpd_softmax_all_noise": ("CPD softmax over the bank, m = N - 1, transcripts, M_base's text head, no curriculum", CPD + TRANSCRIPT + [
         "objective.cpd.estimator=softmax", "objective.cpd.num_noise=2399", "model.text_proj=minimal", "train.curriculum.trigger=none"]),
@@ -119,7 +123,7 @@ OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrasti
             "svilm_transcript_cls", "svilm_transcript_groups", "svilm_transcript_groups_argmax",
             "svilm_transcript_groups_soft", "svilm_transcript_groups_last", "contrastive_mean", "contrastive_warm",
             "cpd_all_noise", "cpd_ranking_transcript", "cpd_plain_head", "cpd_ranking_plain_head",
-            "cpd_softmax_plain_head", "cpd_softmax_all_noise"}
+            "cpd_softmax_plain_head", "cpd_softmax_all_noise", "cpd_softmax_current"}
 # Variants whose objective trains the transcript-sort head (the others leave it untrained or have none).
 SORTS = {"tvts", "pairwise", "factorial", "frame", "appearance_only"}
 

@@ -31,6 +31,7 @@ def test_overrides_are_typed():
     ("objective.cpd.loss=triplet", "objective.cpd.loss"),
     ("objective.cpd.momentum=1.0", "objective.cpd.momentum"),
     ("objective.cpd.estimator=exact", "objective.cpd.estimator"),
+    ("objective.cpd.positive=batch", "objective.cpd.positive"),
     ("objective.svilm.num_nouns=0", "objective.svilm.num_nouns"),
     ("model.text_proj=deep", "model.text_proj"),
     ("model.video.pool=max", "model.video.pool"),

@@ -258,6 +258,7 @@ class CPDConfig:
     momentum: float = 0.5  # memory bank: f_i <- normalise(momentum * f_i + (1 - momentum) * f)
     margin: float = 0.2  # delta of the ranking loss
     estimator: str = "nce"  # of the N-way softmax over the bank, one of CPD_ESTIMATORS: nce (Eq. 5) | softmax
+    positive: str = "bank"  # cross_pair's positive score, one of CPD_POSITIVES
 
 
 @dataclass
@@ -535,6 +536,9 @@ GROUP_ASSIGNS = ("gumbel", "argmax", "soft")
 # objective.cpd.estimator: nce = Eq. 5 (binary NCE, a constant Z); softmax = cross-entropy over the positive and the
 # m noise pairs of the bank (CMC's softmax alternative to NCE)
 CPD_ESTIMATORS = ("nce", "softmax")
+# objective.cpd.positive (cross_pair): bank = the other tower's stored embedding of the pair (Wu et al., as CPD);
+# current = the other tower's embedding in this batch (both towers get its gradient; the noise stays the bank's)
+CPD_POSITIVES = ("bank", "current")
 
 
 def _choices(name: str):
@@ -659,6 +663,10 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(o.cpd.loss in ("cross_pair", "self_instance", "ranking"), f"unknown CPD loss '{o.cpd.loss}'", "objective.cpd.loss", source)
     _require(o.cpd.temperature > 0, "temperature must be positive", "objective.cpd.temperature", source)
     _require(o.cpd.num_noise >= 1, "num_noise must be >= 1", "objective.cpd.num_noise", source)
+    _require(o.cpd.positive in CPD_POSITIVES, f"unknown CPD positive '{o.cpd.positive}' (known: {', '.join(CPD_POSITIVES)})",
+             "objective.cpd.positive", source)
+    _require(o.cpd.positive == "bank" or o.cpd.loss == "cross_pair", "positive: current is for loss: cross_pair",
+             "objective.cpd.positive", source)
     _require(o.cpd.estimator in CPD_ESTIMATORS, f"unknown CPD estimator '{o.cpd.estimator}' (known: {', '.join(CPD_ESTIMATORS)})",
              "objective.cpd.estimator", source)
     _require(0.0 <= o.cpd.momentum < 1.0, "momentum must be in [0, 1)", "objective.cpd.momentum", source)

@@ -240,6 +240,27 @@ def test_softmax_estimator_is_the_cross_entropy_over_the_positive_and_its_noise(
     assert torch.allclose(obj.memory_video[i].double(), F.normalize(0.25 * mem_v[i] + 0.75 * f_v[0], dim=0), atol=1e-6)
 
 
+def test_current_positive_scores_the_pair_of_this_batch_and_trains_both_towers(monkeypatch):
+    model, obj = _setup("cross_pair", num_noise=4)
+    obj.cfg.positive, obj.cfg.estimator = "current", "softmax"
+    batch = _batch([3, 8, 0])
+    noise = torch.tensor([[1, 2, 3, 9], [8, 8, 4, 0], [5, 6, 7, 2]])
+    _fix_noise(monkeypatch, noise)
+    mem_t = obj.memory_text.clone().double()
+    f_v, f_t = _embeddings(model, batch)
+
+    losses, _ = obj(model, batch)
+
+    expected = 0.0
+    for b in range(3):
+        scores = [float(f_t[b] @ f_v[b]) / 0.1] + [float(mem_t[j] @ f_v[b]) / 0.1 for j in noise[b].tolist()]
+        expected -= scores[0] - math.log(sum(math.exp(x) for x in scores))
+    assert math.isclose(losses["cpd_v2t"].item(), expected / 3, rel_tol=1e-5)
+    model.zero_grad()
+    losses["cpd_v2t"].backward()  # the v->t term now reaches the text tower through its positive
+    assert model.txt.weight.grad.abs().sum() > 0 and model.vid.weight.grad.abs().sum() > 0
+
+
 def test_self_instance_loss_matches_eq2_eq5(monkeypatch):
     model, obj = _setup("self_instance", num_noise=3)
     batch = _batch([1, 6, 2, 9])

@@ -17,6 +17,10 @@ bank, p(i|·) = exp(score_i)/Z with a constant Z, h(i) = p(i)/(p(i) + m·P_n) wi
 
 averaged over the batch; for ``cross_pair`` the loss is L(v→t) + L(t→v).
 
+``objective.cpd.positive: current`` (``cross_pair`` only) scores the positive pair as f_i^t·f^v of this
+batch in both directions instead of against the bank, so both towers train on it; the noise pairs stay the
+bank's. (A way to take CPD apart, not the paper's choice.)
+
 ``objective.cpd.estimator: softmax`` replaces Eq. 5 by the cross-entropy of the positive among itself and
 the same m noise pairs, −log exp(score_i) / (exp(score_i) + Σ_k exp(score_{j_k})) (CMC's softmax
 alternative to NCE; no Z): the bank, the noise and the updates stay as they are, so the two estimators
@@ -224,6 +228,9 @@ class CPDObjective(nn.Module):
         if c.loss == "cross_pair":
             logits = {"v2t": bank_logits(f_v, self.memory_text, index, noise, c.temperature),   # p(i_t | v)
                       "t2v": bank_logits(f_t, self.memory_video, index, noise, c.temperature)}  # p(i_v | t)
+            if c.positive == "current":  # the pair scored as it is now, in both directions
+                pos = (f_v * f_t).sum(-1) / c.temperature
+                logits = {name: (pos, neg) for name, (_, neg) in logits.items()}
         else:
             pos_v, neg_v = bank_logits(f_v, self.memory_video, index, noise, c.temperature)
             pos_t, neg_t = bank_logits(f_t, self.memory_text, index, noise, c.temperature)
