@@ -20,6 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import Mlp
 
+from tvts.config import GROUP_ASSIGNS
+
 
 def hard_assignment(logits: torch.Tensor, tau: float, sample: bool) -> torch.Tensor:
     """One-hot assignment over the last axis with straight-through gradients.
@@ -42,8 +44,8 @@ def assignment(logits: torch.Tensor, tau: float, assign: str, training: bool) ->
     ``softmax(logits / tau)``."""
     if assign == "soft":
         return (logits / tau).softmax(-1)
-    if assign not in ("gumbel", "argmax"):
-        raise ValueError(f"unknown assignment '{assign}'")
+    if assign not in GROUP_ASSIGNS:
+        raise ValueError(f"unknown assignment '{assign}' (known: {', '.join(GROUP_ASSIGNS)})")
     return hard_assignment(logits, tau, sample=training and assign == "gumbel")
 
 
