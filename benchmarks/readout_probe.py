@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tvts import load_model_and_processor
 from tvts.config import load_recipe
 from tvts.eval.annotations import read_ucf101
+from tvts.eval.main_job import heldout_root
 from tvts.eval.protocols import frozen_feature_protocols
 
 from _report import write_report  # noqa: E402  (benchmarks/ is on the path when run as a script)
@@ -51,7 +52,7 @@ def readouts(model, frames: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def assignment_stats(block, groups: torch.Tensor, tokens: torch.Tensor, generator: torch.Generator) -> dict:
     """How one grouping block assigns ``tokens`` ``[B, N, W]`` to ``groups`` ``[B, M, W]``."""
-    logits = block.k(block.norm_tokens(tokens)) @ block.q(block.norm_groups(groups)).transpose(1, 2) * block.scale
+    logits = block.logits(groups, tokens)
     soft = (logits / block.tau).softmax(-1)
     gumbel = -torch.empty_like(logits).exponential_(generator=generator).log()
     return {"logit_std": logits.std(-1).mean().item(), "max_weight": soft.max(-1).values.mean().item(),
@@ -61,8 +62,7 @@ def assignment_stats(block, groups: torch.Tensor, tokens: torch.Tensor, generato
 
 def measure(run: Path, batch_size: int = 32) -> dict:
     model, proc = load_model_and_processor(run / "model")
-    cfg = load_recipe(str(run / "recipe.yaml"))
-    heldout = Path(cfg.eval.heldout_root or Path(cfg.data.synthetic.out) / "heldout")  # as the main job's evaluation
+    heldout = heldout_root(load_recipe(str(run / "recipe.yaml")))  # the main job's held-out clips
     meta = json.loads((heldout / "msrvtt" / "MSRVTT_data.json").read_text())["videos"]
     ucf_to_id = {v["ucf_path"]: v["video_id"] for v in meta}
     blocks = list(getattr(model.video_model, "grouping", []))

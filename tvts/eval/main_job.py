@@ -22,6 +22,13 @@ def _labelled_rows(feats, ds: LabelledSet, ucf_to_id: dict[str, str]) -> tuple[t
     return x, torch.tensor([ds.labels[j] for j in keep])
 
 
+def heldout_root(cfg) -> Path | None:
+    """The held-out clips' folder of a recipe: ``eval.heldout_root``, else the generated dataset's ``heldout``."""
+    if cfg.eval.heldout_root:
+        return Path(cfg.eval.heldout_root)
+    return Path(cfg.data.synthetic.out) / "heldout" if cfg.data.synthetic else None
+
+
 def heldout_protocols(enc, heldout: Path, figures_dir: Path | None = None) -> dict:
     """Every held-out-clip protocol from one encoding of the clips; returns the ``retrieval``,
     ``recognition``, ``linear_probe``, ``knn``, ``multiple_choice``, ``direction`` and ``v2v`` parts of
@@ -104,7 +111,7 @@ def evaluate_run(cfg, model_dir: Path, progress: bool = True) -> dict:
     model_dir = Path(model_dir)
     model = load_model(model_dir).to(device).eval()
     root, _, val_list = data_paths(cfg)
-    heldout = Path(cfg.eval.heldout_root) if cfg.eval.heldout_root else (Path(cfg.data.synthetic.out) / "heldout" if cfg.data.synthetic else None)
+    heldout = heldout_root(cfg)
     results = {}
     if model.pred_model is not None:
         results["sort"] = sort_accuracy(model, transcript_dataset(cfg, root, val_list, train=False), cfg.eval.batch_size,

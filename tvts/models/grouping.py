@@ -70,13 +70,16 @@ class GroupingBlock(nn.Module):
         self.norm_mlp = nn.LayerNorm(width, eps=1e-6)
         self.mlp = Mlp(width, int(width * mlp_ratio))
 
+    def logits(self, groups: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Assignment logits ``[B, N, M]``: scaled dot products of the video tokens' keys with the groups' queries."""
+        q = self.q(self.norm_groups(groups))  # [B, M, W]
+        k = self.k(self.norm_tokens(tokens))  # [B, N, W]
+        return k @ q.transpose(1, 2) * self.scale
+
     def assign(self, groups: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Assignment ``A`` ``[B, N, M]``: row n is the one-hot group of video token n (the weights of each
         group for ``soft``)."""
-        q = self.q(self.norm_groups(groups))  # [B, M, W]
-        k = self.k(self.norm_tokens(tokens))  # [B, N, W]
-        logits = k @ q.transpose(1, 2) * self.scale  # [B, N, M]
-        return assignment(logits, self.tau, self.assign_mode, self.training)
+        return assignment(self.logits(groups, tokens), self.tau, self.assign_mode, self.training)
 
     def forward(self, groups: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``groups`` ``[B, M, W]``, ``tokens`` ``[B, N, W]`` → (new ``groups`` ``[B, M, W]``, assignment ``[B, N, M]``).
