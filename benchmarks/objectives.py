@@ -90,6 +90,10 @@ VARIANTS.update({
     # ... and with one grouping block only, on the last layer's tokens (the paper's setting has three, at 6, 9, 12 of 12)
     "svilm_transcript_groups_last": ("M_base with the group-token embedding, one grouping block after the last layer",
                                      _SVILM + _NO_TERMS + TRANSCRIPT + ["objective.svilm.temperature=0.05", "model.video.group_layers=[4]"]),
+    # ... and both at once: soft weights in one block on the last layer (the nearest to a mean-pool of its tokens)
+    "svilm_transcript_groups_soft_last": ("M_base with the group-token embedding, soft assignment, one block after the last layer",
+                                          _SVILM + _NO_TERMS + TRANSCRIPT + ["objective.svilm.temperature=0.05",
+                                                                             "model.video.group_assign=soft", "model.video.group_layers=[4]"]),
     # CPD with m = N - 1 noise draws per sample (of the 2,400 training videos; uniform, with replacement): every
     # other pair once on average, the direction twin among the negatives in 63 % of the steps (M_base: in every batch)
     "cpd_all_noise": ("CPD, m = N - 1 noise draws (every other pair once on average)", CPD + ["objective.cpd.num_noise=2399"]),
@@ -110,6 +114,31 @@ VARIANTS.update({
     # ... and the softmax over (in expectation) the whole bank: m = N - 1 draws, each other pair once on average
     "cpd_softmax_all_noise": ("CPD softmax over the bank, m = N - 1, transcripts, M_base's text head, no curriculum", CPD + TRANSCRIPT + [
         "objective.cpd.estimator=softmax", "objective.cpd.num_noise=2399", "model.text_proj=minimal", "train.curriculum.trigger=none"]),
+    # ... and with a fixed window per video (data.windows=fixed): a memory-bank entry is one video's pair, but a
+    # random window gives that video a new clip and a new text every epoch, so the entry averages its events
+    "cpd_softmax_fixed": ("CPD softmax over the bank, one fixed window per video, transcripts, M_base's text head", CPD + TRANSCRIPT + [
+        "objective.cpd.estimator=softmax", "model.text_proj=minimal", "train.curriculum.trigger=none", "data.windows=fixed"]),
+    "cpd_plain_head_fixed": ("CPD on transcripts, one fixed window per video, M_base's text head, no curriculum", CPD + TRANSCRIPT + [
+        "model.text_proj=minimal", "train.curriculum.trigger=none", "data.windows=fixed"]),
+    "cpd_fixed": ("CPD (cross-pair NCE, curriculum), one fixed window per video", CPD + ["data.windows=fixed"]),
+    # ... and M_base's negatives (the other pairs of the batch, the twin among them) at M_base's temperature,
+    # scored by their bank entries: what is left between this row and M_base is the bank as the source of scores
+    "cpd_softmax_batch": ("CPD softmax, the batch's other pairs as noise, scored by the bank, tau = 0.05", CPD + TRANSCRIPT + [
+        "objective.cpd.estimator=softmax", "objective.cpd.noise=batch", "objective.cpd.temperature=0.05",
+        "model.text_proj=minimal", "train.curriculum.trigger=none"]),
+    # ... and the same on one fixed window per video, so that a pair's bank entries are of the clip and text it scores
+    "cpd_softmax_batch_fixed": ("CPD softmax, the batch's other pairs as noise, tau = 0.05, one fixed window per video",
+                                CPD + TRANSCRIPT + ["objective.cpd.estimator=softmax", "objective.cpd.noise=batch",
+                                                    "objective.cpd.temperature=0.05", "model.text_proj=minimal",
+                                                    "train.curriculum.trigger=none", "data.windows=fixed"]),
+    # ... and with each bank entry replaced by the latest embedding (momentum 0): at most one epoch (75 steps) old
+    "cpd_softmax_batch_fixed_fresh": ("CPD softmax, the batch's other pairs as noise, tau = 0.05, one fixed window per video, "
+                                      "bank momentum 0", CPD + TRANSCRIPT + [
+                                          "objective.cpd.estimator=softmax", "objective.cpd.noise=batch",
+                                          "objective.cpd.temperature=0.05", "model.text_proj=minimal",
+                                          "train.curriculum.trigger=none", "data.windows=fixed", "objective.cpd.momentum=0.0"]),
+    # ... and M_base on the same fixed windows (what the fixed windows alone cost or give)
+    "contrastive_fixed": ("M_base, one fixed window per video", VARIANTS["contrastive"][1] + ["data.windows=fixed"]),
     # ... and M_base at a temperature ten times its own, where the softmax weighs its negatives more evenly
     # (the hardest, the direction twin, no longer dominates the gradient): what CPD's hinge ranking loss does
     "contrastive_warm": ("M_base at temperature 0.5", VARIANTS["contrastive"][1] + ["objective.temperature=0.5"]),
@@ -121,9 +150,11 @@ VARIANTS.update({
 OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrastive_groups",
             "svilm_contrastive_cls", "svilm_grouping_cls", "svilm_all_cls", "cpd_transcript", "svilm_transcript",
             "svilm_transcript_cls", "svilm_transcript_groups", "svilm_transcript_groups_argmax",
-            "svilm_transcript_groups_soft", "svilm_transcript_groups_last", "contrastive_mean", "contrastive_warm",
+            "svilm_transcript_groups_soft", "svilm_transcript_groups_last", "svilm_transcript_groups_soft_last", "contrastive_mean", "contrastive_warm",
             "cpd_all_noise", "cpd_ranking_transcript", "cpd_plain_head", "cpd_ranking_plain_head",
-            "cpd_softmax_plain_head", "cpd_softmax_all_noise", "cpd_softmax_current"}
+            "cpd_softmax_plain_head", "cpd_softmax_all_noise", "cpd_softmax_current", "cpd_softmax_fixed",
+            "cpd_plain_head_fixed", "cpd_fixed", "contrastive_fixed", "cpd_softmax_batch",
+            "cpd_softmax_batch_fixed", "cpd_softmax_batch_fixed_fresh"}
 # Variants whose objective trains the transcript-sort head (the others leave it untrained or have none).
 SORTS = {"tvts", "pairwise", "factorial", "frame", "appearance_only"}
 

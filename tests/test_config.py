@@ -32,6 +32,9 @@ def test_overrides_are_typed():
     ("objective.cpd.momentum=1.0", "objective.cpd.momentum"),
     ("objective.cpd.estimator=exact", "objective.cpd.estimator"),
     ("objective.cpd.positive=batch", "objective.cpd.positive"),
+    ("objective.cpd.noise=queue", "objective.cpd.noise"),
+    ("objective.cpd.noise=batch", "objective.cpd.noise"),  # NCE (the default estimator) assumes uniform noise draws
+    ("data.windows=middle", "data.windows"),
     ("objective.svilm.num_nouns=0", "objective.svilm.num_nouns"),
     ("model.text_proj=deep", "model.text_proj"),
     ("model.video.pool=max", "model.video.pool"),

@@ -243,6 +243,7 @@ class DataConfig:
     min_words: int = 1
     resize_ratio: float = 1.2  # short side resized to img_size * ratio before the crop
     time_order: str = "keep"  # keep | shuffle: a control that shows the frames in random order (appearance only)
+    windows: str = "random"  # one of data.choices.WINDOWS: random (Eq. 1) | fixed (one video-text pair per video: CPD)
     workers: int = 2
     max_retries: int = 10
     max_bad_fraction: float = 0.2  # abort (with a report) when more samples than this are bad
@@ -259,6 +260,7 @@ class CPDConfig:
     margin: float = 0.2  # delta of the ranking loss
     estimator: str = "nce"  # of the N-way softmax over the bank, one of CPD_ESTIMATORS: nce (Eq. 5) | softmax
     positive: str = "bank"  # cross_pair's positive score, one of CPD_POSITIVES
+    noise: str = "bank"  # where the noise pairs come from, one of CPD_NOISES
 
 
 @dataclass
@@ -539,6 +541,10 @@ CPD_ESTIMATORS = ("nce", "softmax")
 # objective.cpd.positive (cross_pair): bank = the other tower's stored embedding of the pair (Wu et al., as CPD);
 # current = the other tower's embedding in this batch (both towers get its gradient; the noise stays the bank's)
 CPD_POSITIVES = ("bank", "current")
+# objective.cpd.noise: bank = m pairs drawn uniformly from all N (Wu et al., as CPD); batch = the other B - 1 pairs
+# of this process's batch, still scored by their bank entries (M_base's negatives, the direction twin included with
+# data.group_size 2; softmax estimator only, since NCE's P_n = 1/N assumes uniform draws)
+CPD_NOISES = ("bank", "batch")
 
 
 def _choices(name: str):
@@ -669,6 +675,10 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
              "objective.cpd.positive", source)
     _require(o.cpd.estimator in CPD_ESTIMATORS, f"unknown CPD estimator '{o.cpd.estimator}' (known: {', '.join(CPD_ESTIMATORS)})",
              "objective.cpd.estimator", source)
+    _require(o.cpd.noise in CPD_NOISES, f"unknown CPD noise '{o.cpd.noise}' (known: {', '.join(CPD_NOISES)})",
+             "objective.cpd.noise", source)
+    _require(o.cpd.noise == "bank" or (o.cpd.estimator == "softmax" and o.cpd.loss != "ranking"),
+             "noise: batch needs estimator: softmax and a bank loss (cross_pair or self_instance)", "objective.cpd.noise", source)
     _require(0.0 <= o.cpd.momentum < 1.0, "momentum must be in [0, 1)", "objective.cpd.momentum", source)
     _require(o.svilm.num_nouns >= 1, "num_nouns must be >= 1", "objective.svilm.num_nouns", source)
     _require(o.svilm.temperature > 0 and o.svilm.grouping_temperature > 0, "temperatures must be positive",
@@ -700,10 +710,11 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(d.caption_ratio == 0 or bool(d.caption_manifest), "caption_ratio > 0 needs data.caption_manifest",
              "data.caption_manifest", source)
     _require_choice(d.decode_backend, "decode_backend", "decode_backend", "data.decode_backend", source)
-    from tvts.data.choices import TIME_ORDERS
+    from tvts.data.choices import TIME_ORDERS, WINDOWS
 
     _require(d.time_order in TIME_ORDERS, f"unknown time_order '{d.time_order}' (known: {', '.join(TIME_ORDERS)})",
              "data.time_order", source)
+    _require(d.windows in WINDOWS, f"unknown windows '{d.windows}' (known: {', '.join(WINDOWS)})", "data.windows", source)
     _require(d.shuffle_buffer >= 0, "shuffle_buffer must be >= 0", "data.shuffle_buffer", source)
     _require(d.workers >= 0, "workers must be >= 0 (0: load in the training process)", "data.workers", source)
     _require(d.decode_timeout >= 0, "decode_timeout must be >= 0 seconds (0: no limit)", "data.decode_timeout", source)

@@ -58,7 +58,7 @@ def dataset_args(cfg: RecipeConfig, train: bool) -> dict:
     return dict(num_segments=cfg.model.num_segments, segment_seconds=d.segment_seconds, gap=d.gap,
                 num_frames=v.num_frames, transform=processor(cfg).transform(train),
                 mask=mask_spec(cfg) if train else None, train=train, seed=cfg.train.seed, shuffle=True,
-                max_retries=d.max_retries, min_words=d.min_words, decode_backend=d.decode_backend)
+                max_retries=d.max_retries, min_words=d.min_words, decode_backend=d.decode_backend, windows=d.windows)
 
 
 def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: bool) -> TranscriptVideoDataset:

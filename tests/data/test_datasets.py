@@ -124,6 +124,27 @@ def test_deterministic_for_seed_epoch_index(yt_root):
     assert torch.equal(a[0]["frames"], b[0]["frames"])  # replayable
 
 
+def test_fixed_windows_keep_one_pair_per_video(yt_root):
+    """``windows="fixed"``: every epoch draws a video's middle window (the evaluation's), so its texts and bounds
+    are one fixed pair, while the frame times inside it stay random; ``random`` moves the window (Eq. 1)."""
+    fixed, random_, evaluation = _dataset(yt_root, windows="fixed"), _dataset(yt_root), _dataset(yt_root, train=False)
+    for i in GOOD:
+        draws, moved = [], []
+        for epoch in range(4):
+            fixed.set_epoch(epoch)
+            random_.set_epoch(epoch)
+            draws.append(fixed[i])
+            moved.append(random_[i]["bounds"])
+        for d in draws[1:]:
+            assert torch.equal(d["bounds"], draws[0]["bounds"])
+            assert sorted(d["texts"]) == sorted(draws[0]["texts"])
+        assert torch.equal(draws[0]["bounds"], evaluation[i]["bounds"])
+        assert len({tuple(d["frame_times"].tolist()) for d in draws}) == len(draws)  # TSN times still random
+        assert len({tuple(b[:, 0].tolist()) for b in moved}) > 1
+    with pytest.raises(ConfigError, match="windows"):
+        _dataset(yt_root, windows="middle")
+
+
 @pytest.mark.parametrize(
     "bad, reason, suffix",
     [

@@ -240,6 +240,29 @@ def test_softmax_estimator_is_the_cross_entropy_over_the_positive_and_its_noise(
     assert torch.allclose(obj.memory_video[i].double(), F.normalize(0.25 * mem_v[i] + 0.75 * f_v[0], dim=0), atol=1e-6)
 
 
+def test_batch_noise_scores_the_other_pairs_of_the_batch_by_their_bank_entries(monkeypatch):
+    model, obj = _setup("cross_pair", num_noise=4)
+    obj.cfg.noise, obj.cfg.estimator = "batch", "softmax"
+    monkeypatch.setattr(cpd, "sample_noise", lambda *a: pytest.fail("batch noise must not draw from the bank"))
+    batch = _batch([3, 8, 0, 5])
+    mem_v, mem_t = obj.memory_video.clone().double(), obj.memory_text.clone().double()
+    f_v, f_t = _embeddings(model, batch)
+
+    losses, _ = obj(model, batch)
+
+    index = batch["index"].tolist()
+    def direct(query, memory):
+        total = 0.0
+        for b, i in enumerate(index):
+            scores = [float(memory[j] @ query[b]) / 0.1 for j in [i] + [k for k in index if k != i]]
+            total -= scores[0] - math.log(sum(math.exp(x) for x in scores))
+        return total / len(index)
+
+    assert math.isclose(losses["cpd_v2t"].item(), direct(f_v, mem_t), rel_tol=1e-5)
+    assert math.isclose(losses["cpd_t2v"].item(), direct(f_t, mem_v), rel_tol=1e-5)
+    assert cpd.batch_noise(torch.tensor([3, 8, 0])).tolist() == [[8, 0], [3, 0], [3, 8]]
+
+
 def test_current_positive_scores_the_pair_of_this_batch_and_trains_both_towers(monkeypatch):
     model, obj = _setup("cross_pair", num_noise=4)
     obj.cfg.positive, obj.cfg.estimator = "current", "softmax"

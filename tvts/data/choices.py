@@ -17,6 +17,11 @@ RESIZE_MODES = ("short_side", "squash")
 TIME_ORDERS = ("keep", "shuffle")
 """``keep``: frames in time order; ``shuffle``: a control that removes the order (see ``VideoTransform``)."""
 
+WINDOWS = ("random", "fixed")
+"""Which window of K segments a training draw of a transcript video takes: ``random``, a new start every draw
+(Eq. 1); ``fixed``, the evaluation's (the middle one) every epoch, so that each video is one fixed video-text
+pair, as a memory bank of the training pairs assumes (CPD). The frames' times and crops stay random."""
+
 FRAME_SAMPLINGS = ("segments", "linspace")
 """``segments``: the midpoint of each of ``num_frames`` equal parts of the clip (TSN at test time);
 ``linspace``: frame indices ``int(linspace(0, n - 1, num_frames))``."""

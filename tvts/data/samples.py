@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tvts.data.choices import WINDOWS
 from tvts.data.masking import MASK_KINDS, full_mask, random_mask, tube_mask
 from tvts.data.sampling import tsn_timestamps
 from tvts.data.segments import GAP, NUM_SEGMENTS, SEGMENT_SECONDS
@@ -139,18 +140,23 @@ class SampleBuilder:
     ``train=True``: random start, random TSN times, random crop (with a train transform), shuffled texts,
     random mask. ``train=False``: middle start, TSN midpoints, and (if ``shuffle``) the generator's shuffle -
     an evaluation passes a generator that ignores the epoch, so it is repeatable. Draws come from the generator
-    in one fixed order (segments, times, crop, shuffle, mask), so samples replay exactly.
+    in one fixed order (segments, times, crop, shuffle, mask), so samples replay exactly. ``windows="fixed"``
+    (one of :data:`~tvts.data.choices.WINDOWS`) takes the middle start in training too, so a video is one fixed
+    video-text pair; the rest stays random.
     """
 
     def __init__(self, num_segments: int = NUM_SEGMENTS, segment_seconds: float = SEGMENT_SECONDS, gap: float = GAP,
                  num_frames: int = 8, transform: VideoTransform | None = None, mask: MaskSpec | None = None,
                  train: bool = True, shuffle: bool = True, *, min_words: int = 1, segment_tries: int = 10,
-                 video_tolerance: float = 0.5, reader: VideoReader | None = None):
+                 video_tolerance: float = 0.5, reader: VideoReader | None = None, windows: str = "random"):
         if transform is None:
             raise ConfigError("a sample builder needs a transform", field="transform")
         if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
             raise ConfigError(f"num_frames must be an int >= 1, got {num_frames!r}", field="num_frames")
         span_seconds(num_segments, segment_seconds, gap)  # validates the segment arguments now, not per sample
+        if windows not in WINDOWS:
+            raise ConfigError(f"windows must be one of {WINDOWS}, got {windows!r}", field="data.windows")
+        self.windows = windows
         self.num_segments, self.segment_seconds, self.gap = num_segments, segment_seconds, gap
         self.num_frames = int(num_frames)
         self.transform, self.mask = transform, mask
@@ -179,7 +185,8 @@ class SampleBuilder:
         if math.isnan(transcript.duration):  # the source does not know the video's length: read it (once)
             duration = self.reader.duration(index, item.video)
             transcript = replace(transcript, duration=duration)
-        segs = sample_segments(transcript, self.num_segments, self.segment_seconds, self.gap, train_rng,
+        segs = sample_segments(transcript, self.num_segments, self.segment_seconds, self.gap,
+                               train_rng if self.windows == "random" else None,
                                min_words=self.min_words, max_tries=self.segment_tries)
         s1, ek = float(segs.bounds[0, 0]), float(segs.bounds[-1, 1])
         times = tsn_timestamps(s1, ek, self.num_frames, train_rng)
@@ -235,7 +242,7 @@ class SampleDataset(Dataset):
 
     ``source``: anything with ``__len__``, ``names`` (the item ids), ``item(i) -> Item``, ``video_path(i)`` and
     ``sample_texts(i, builder)`` (:class:`~tvts.data.datasets.YTTemporalSource`, :class:`~tvts.data.manifest.ManifestSource`).
-    The other arguments are the builder's (segments, frames, transform, mask, sampling; ``decode_threads``,
+    The other arguments are the builder's (segments, frames, transform, mask, sampling, ``windows``; ``decode_threads``,
     ``decode_backend`` and ``timeout`` its :class:`VideoReader`'s), then ``seed`` and ``max_retries``: a bad
     sample is replaced by an index drawn from the attempt's generator, at most ``max_retries`` attempts.
 
@@ -250,7 +257,8 @@ class SampleDataset(Dataset):
                  gap: float = GAP, num_frames: int = 8, transform: VideoTransform | None = None,
                  mask: MaskSpec | None = None, train: bool = True, seed: int = 0, shuffle: bool = True,
                  max_retries: int = 10, *, min_words: int = 1, segment_tries: int = 10, video_tolerance: float = 0.5,
-                 decode_threads: int | None = 1, decode_backend: str = "pyav", timeout: float = 0.0):
+                 decode_threads: int | None = 1, decode_backend: str = "pyav", timeout: float = 0.0,
+                 windows: str = "random"):
         if not isinstance(max_retries, (int, np.integer)) or max_retries < 1:
             raise ConfigError(f"max_retries must be an int >= 1, got {max_retries!r}", field="max_retries")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -258,7 +266,7 @@ class SampleDataset(Dataset):
         self.source = source
         self.builder = SampleBuilder(num_segments, segment_seconds, gap, num_frames, transform, mask, train, shuffle,
                                      min_words=min_words, segment_tries=segment_tries, video_tolerance=video_tolerance,
-                                     reader=VideoReader(timeout, decode_threads, decode_backend))
+                                     reader=VideoReader(timeout, decode_threads, decode_backend), windows=windows)
         self.seed, self.max_retries = int(seed), int(max_retries)
         self.epoch = 0
 

@@ -40,6 +40,10 @@ Decisions where the paper is silent (Wu et al.'s convention unless said otherwis
   distribution, as Wu et al.); both directions of ``cross_pair`` use the same m indices per sample;
   m = min(``num_noise``, N − 1). They come from the global RNG of the batch's device, which the trainer
   re-seeds at every checkpoint, so a resumed run draws the same indices.
+- ``objective.cpd.noise=batch`` (not the paper's; with the softmax estimator) takes the noise from the batch
+  instead: each sample's other B − 1 pairs of this process's batch, scored by their bank entries as the
+  uniform draws are. The negatives are then M_base's (the direction twin among them when the batch holds the
+  pairs), and only the scores' source, the bank, differs from an in-batch contrastive loss.
 - Z is estimated once, from the first training batch: Z = N · mean over the batch and its noise samples
   of exp(score/τ); one Z per distribution (buffer ``z``: [Z of p(i_t|v), Z of p(i_v|t)] for
   ``cross_pair``; [Z of p(i|(v,t)), unused] for ``self_instance``). It stays fixed afterwards and is saved
@@ -113,6 +117,14 @@ def momentum_update(memory: torch.Tensor, index: torch.Tensor, features: torch.T
 def sample_noise(batch: int, m: int, num_samples: int, device: torch.device | str) -> torch.Tensor:
     """``[batch, m]`` noise pair indices, uniform over the ``num_samples`` pairs (global RNG of ``device``)."""
     return torch.randint(num_samples, (batch, m), device=device)
+
+
+def batch_noise(index: torch.Tensor) -> torch.Tensor:
+    """``[B, B - 1]``: for each row of the batch ``index`` ``[B]``, the pair indices of the other rows (in batch
+    order), so the noise is the batch's own pairs, as an in-batch contrastive loss has them."""
+    b = len(index)
+    others = ~torch.eye(b, dtype=torch.bool, device=index.device)
+    return index.expand(b, b)[others].view(b, b - 1)
 
 
 def bank_logits(query: torch.Tensor, memory: torch.Tensor, positive: torch.Tensor, noise: torch.Tensor,
@@ -224,7 +236,10 @@ class CPDObjective(nn.Module):
     def _nce(self, f_v: torch.Tensor, f_t: torch.Tensor, index: torch.Tensor):
         """NCE losses of ``cross_pair`` (v→t and t→v) or ``self_instance``, then the bank update."""
         c, n = self.cfg, self.num_samples
-        noise = sample_noise(len(index), self.num_noise, n, index.device)
+        if c.noise == "batch":
+            noise = batch_noise(index)
+        else:
+            noise = sample_noise(len(index), self.num_noise, n, index.device)
         if c.loss == "cross_pair":
             logits = {"v2t": bank_logits(f_v, self.memory_text, index, noise, c.temperature),   # p(i_t | v)
                       "t2v": bank_logits(f_t, self.memory_video, index, noise, c.temperature)}  # p(i_v | t)
