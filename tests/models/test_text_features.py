@@ -78,8 +78,12 @@ def test_same_loss_with_and_without_the_table(bert):
     for k in loss_a:
         assert _close(loss_a[k], loss_b[k]), k
     assert set(grad_a) == set(grad_b) and not any(n.startswith("text_model.") for n in grad_a)  # frozen
+    # Each gradient agrees relative to its own scale, with a floor relative to the largest gradient: some are
+    # zero in exact arithmetic (an attention key's bias shifts every logit of a row alike) and only rounding noise
+    # of ~1e-9 here, which a relative test alone would compare noise with noise.
+    floor = 1e-6 * max(g.abs().max().item() for g in grad_a.values())
     for n in grad_a:
-        assert _close(grad_a[n], grad_b[n], rel=1e-4), n
+        assert (grad_a[n] - grad_b[n]).abs().max().item() <= 1e-4 * grad_a[n].abs().max().item() + floor, n
 
 
 def test_a_trainable_tower_never_reads_the_table(bert):
