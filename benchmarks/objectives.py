@@ -74,6 +74,9 @@ VARIANTS.update({
 # CPD and S-ViLM trained on M_base's text instead of the caption: each clip's K transcript segments, their
 # embeddings averaged (objective.clip_text=transcript); everything else as in their rows.
 TRANSCRIPT = ["objective.clip_text=transcript"]
+# CPD's softmax over bank scores with M_base's negatives (the batch's other pairs) and temperature, M_base's text head
+_CPD_BATCH_NOISE = CPD + TRANSCRIPT + ["objective.cpd.estimator=softmax", "objective.cpd.noise=batch",
+                                       "objective.cpd.temperature=0.05", "model.text_proj=minimal", "train.curriculum.trigger=none"]
 VARIANTS.update({
     "cpd_transcript": ("CPD on transcript segments", CPD + TRANSCRIPT),
     "svilm_transcript": ("S-ViLM on transcript segments", _SVILM + TRANSCRIPT),
@@ -123,20 +126,13 @@ VARIANTS.update({
     "cpd_fixed": ("CPD (cross-pair NCE, curriculum), one fixed window per video", CPD + ["data.windows=fixed"]),
     # ... and M_base's negatives (the other pairs of the batch, the twin among them) at M_base's temperature,
     # scored by their bank entries: what is left between this row and M_base is the bank as the source of scores
-    "cpd_softmax_batch": ("CPD softmax, the batch's other pairs as noise, scored by the bank, tau = 0.05", CPD + TRANSCRIPT + [
-        "objective.cpd.estimator=softmax", "objective.cpd.noise=batch", "objective.cpd.temperature=0.05",
-        "model.text_proj=minimal", "train.curriculum.trigger=none"]),
+    "cpd_softmax_batch": ("CPD softmax, the batch's other pairs as noise, scored by the bank, tau = 0.05", _CPD_BATCH_NOISE),
     # ... and the same on one fixed window per video, so that a pair's bank entries are of the clip and text it scores
     "cpd_softmax_batch_fixed": ("CPD softmax, the batch's other pairs as noise, tau = 0.05, one fixed window per video",
-                                CPD + TRANSCRIPT + ["objective.cpd.estimator=softmax", "objective.cpd.noise=batch",
-                                                    "objective.cpd.temperature=0.05", "model.text_proj=minimal",
-                                                    "train.curriculum.trigger=none", "data.windows=fixed"]),
+                                _CPD_BATCH_NOISE + ["data.windows=fixed"]),
     # ... and with each bank entry replaced by the latest embedding (momentum 0): at most one epoch (75 steps) old
     "cpd_softmax_batch_fixed_fresh": ("CPD softmax, the batch's other pairs as noise, tau = 0.05, one fixed window per video, "
-                                      "bank momentum 0", CPD + TRANSCRIPT + [
-                                          "objective.cpd.estimator=softmax", "objective.cpd.noise=batch",
-                                          "objective.cpd.temperature=0.05", "model.text_proj=minimal",
-                                          "train.curriculum.trigger=none", "data.windows=fixed", "objective.cpd.momentum=0.0"]),
+                                      "bank momentum 0", _CPD_BATCH_NOISE + ["data.windows=fixed", "objective.cpd.momentum=0.0"]),
     # ... and M_base on the same fixed windows (what the fixed windows alone cost or give)
     "contrastive_fixed": ("M_base, one fixed window per video", VARIANTS["contrastive"][1] + ["data.windows=fixed"]),
     # ... and M_base at a temperature ten times its own, where the softmax weighs its negatives more evenly
