@@ -96,6 +96,7 @@ def test_unknown_config_name_lists_known_ones():
     (["objective.contrastive=clip", "objective.name=svilm"], "model.video.num_groups"),
     (["model.video.num_groups=4", "model.video.group_layers=[9]"], "model.video.group_layers"),
     (["model.video.num_groups=4"], "model.video.group_layers"),
+    (["model.video.group_self_attention=true"], "model.video.group_layers"),  # group tokens in attention need groups
     (["model.video.num_groups=4", "model.video.group_layers=[2]", "model.video.group_assign=kmeans"], "model.video.group_assign"),
     # a 3D CNN cannot drop tokens; its depth is a ResNet depth
     (["model.video.arch=r3d_slow", "model.video.depth=34", "model.video.mask_ratio=0.5"], "model.video.mask_ratio"),

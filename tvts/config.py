@@ -76,6 +76,10 @@ class JointViTConfig(ViTConfig):
     group_layers: list[int] = field(default_factory=list)
     group_tau: float = 1.0  # Gumbel-softmax temperature of the hard assignment
     group_assign: str = "gumbel"  # how video tokens join groups in training, one of GROUP_ASSIGNS
+    # True: the group tokens enter the encoder with the video tokens and join the self-attention of every layer
+    # (S-ViLM Sec. 3.1 "fed into the video encoder" with them; GroupViT's layout), the grouping blocks still
+    # updating them; False: they only read the video tokens, in the grouping blocks
+    group_self_attention: bool = False
 
 
 @dataclass
@@ -591,7 +595,7 @@ def validate_model(m: ModelConfig, source: str = "") -> None:
     if isinstance(v, JointViTConfig):
         _require(v.act == "gelu", "the joint ViT uses gelu", "model.video.act", source)
         _require(v.num_groups >= 0, "num_groups must be >= 0", "model.video.num_groups", source)
-        if v.num_groups or v.group_layers or v.pool == "groups":
+        if v.num_groups or v.group_layers or v.pool == "groups" or v.group_self_attention:
             _require(v.num_groups > 0 and len(v.group_layers) > 0, "grouping needs num_groups > 0 and group_layers",
                      "model.video.group_layers", source)
             _require(all(1 <= l <= v.depth for l in v.group_layers), f"group_layers must be in [1, depth={v.depth}]",

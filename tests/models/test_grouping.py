@@ -164,3 +164,39 @@ def test_grouping_leaves_the_video_tokens_unchanged(train):
     grouped.train(train), plain.train(train)
     x, keep = torch.randn(2, 4, 3, 16, 16), torch.tensor([[[0, 3], [1, 2]], [[1, 2], [0, 3]]])
     assert torch.equal(grouped(x, keep).tokens, plain(x, keep).tokens)
+
+
+def test_group_tokens_in_self_attention_are_read_by_the_video_tokens_and_updated_by_every_layer():
+    """``group_self_attention``: the group tokens enter with the video tokens (S-ViLM's "fed into the video
+    encoder" together with them); every layer's attention mixes them both ways, and each grouping block still
+    reads only the video tokens of its layer's output and writes the group tokens back into the sequence."""
+    cfg = dict(GROUPED, group_layers=[2], group_self_attention=True)
+    m = _encoder(**cfg).eval()
+    x = torch.randn(2, 4, 3, 16, 16)
+    seen, layer_in, layer_out = {}, {}, {}
+    for i, blk in enumerate(m.blocks):
+        blk.register_forward_pre_hook(lambda mod, inp, i=i: layer_in.__setitem__(i + 1, inp[0]))
+        blk.register_forward_hook(lambda mod, inp, out, i=i: layer_out.__setitem__(i + 1, out))
+    m.grouping[0].register_forward_hook(lambda mod, inp, out: seen.update(inp=inp, out=out[0]))
+    out = m(x)
+    assert out.tokens.shape == (2, 1 + 2 * 4, 32) and out.groups.shape == (2, 5, 32)
+    assert layer_in[1].shape == (2, 1 + 2 * 4 + 5, 32)
+    assert torch.equal(layer_in[1][:, -5:], m.group_token.expand(2, -1, -1))  # the group tokens enter at the input
+    assert torch.equal(seen["inp"][0], layer_out[2][:, -5:])  # block 2's group tokens go into the grouping block
+    assert torch.equal(seen["inp"][1], layer_out[2][:, 1:-5])  # which reads the video tokens only
+    assert torch.equal(layer_in[3][:, -5:], seen["out"])  # and its output goes on into layer 3
+    assert torch.equal(layer_in[3][:, :-5], layer_out[2][:, :-5])
+    # the final group tokens are layer 3's (normed), the video tokens its others
+    assert torch.allclose(out.groups, m.group_norm(layer_out[3][:, -5:]))
+    assert torch.allclose(out.tokens, m.norm(layer_out[3][:, :-5]))
+    # the video tokens now read the group tokens: another group_token changes the [CLS]
+    with torch.no_grad():
+        m.group_token.add_(torch.randn_like(m.group_token))  # (a constant shift would vanish in the LayerNorms)
+    assert not torch.allclose(m(x).tokens[:, 0], out.tokens[:, 0], atol=1e-4)
+    # masking still drops tokens: a dropped patch changes nothing
+    keep = torch.tensor([[[0, 3], [1, 2]]] * 2)
+    ref = m(x, keep)
+    y = x.clone()
+    y[:, 0:2, :, 0:8, 8:16] = torch.randn(2, 2, 3, 8, 8) * 10  # patch 1 of slot 0: dropped
+    got = m(y, keep)
+    assert torch.equal(got.groups, ref.groups) and torch.equal(got.tokens, ref.tokens)

@@ -79,6 +79,8 @@ class JointSpaceTimeViT(nn.Module):
     S-ViLM grouping (``cfg.num_groups = M > 0``): after ViT layer ``l`` (1-based) of ``cfg.group_layers``,
     a :class:`~tvts.models.grouping.GroupingBlock` updates the M group tokens from that layer's kept
     video tokens (not the [CLS]); the final group tokens, after ``group_norm``, are ``VideoTokens.groups``.
+    With ``cfg.group_self_attention`` the group tokens also enter at the input, after the video tokens, and
+    join every layer's self-attention (the [CLS] and the video tokens then read them too).
     """
 
     def __init__(self, cfg: JointViTConfig):
@@ -129,12 +131,21 @@ class JointSpaceTimeViT(nn.Module):
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
         x = torch.cat([cls, x.reshape(b, s * n, w)], dim=1)
         groups = self.group_token.expand(b, -1, -1) if self.cfg.num_groups > 0 else None  # [B, M, W]
+        m = self.cfg.num_groups if self.cfg.group_self_attention else 0
+        if m:  # the group tokens ride at the end of the sequence: [B, 1 + S*N + M, W]
+            x = torch.cat([x, groups], dim=1)
         for layer, blk in enumerate(self.blocks, start=1):
             x = checkpoint(blk, x, use_reentrant=False) if self.cfg.grad_checkpointing and self.training else blk(x)
             if groups is not None:
+                if m:
+                    groups = x[:, -m:]
                 for j, after in enumerate(self.cfg.group_layers):
                     if after == layer:
-                        groups, _ = self.grouping[j](groups, x[:, 1:])
+                        groups, _ = self.grouping[j](groups, x[:, 1:x.shape[1] - m])
+                        if m:
+                            x = torch.cat([x[:, :-m], groups], dim=1)
+        if m:
+            x = x[:, :-m]
         return VideoTokens(self.norm(x), s, n, groups=None if groups is None else self.group_norm(groups))
 
 
