@@ -102,6 +102,9 @@ VARIANTS.update({
     "svilm_transcript_groups_attend": ("M_base with the group-token embedding, group tokens in every layer's self-attention",
                                        _SVILM + _NO_TERMS + TRANSCRIPT + ["objective.svilm.temperature=0.05",
                                                                           "model.video.group_self_attention=true"]),
+    # ... and S-ViLM as in its row (captions, grouping, grounding) with that layout
+    "svilm_attend": ("S-ViLM (grouping, grounding), group tokens in every layer's self-attention",
+                     _SVILM + ["model.video.group_self_attention=true"]),
     # CPD with m = N - 1 noise draws per sample (of the 2,400 training videos; uniform, with replacement): every
     # other pair once on average, the direction twin among the negatives in 63 % of the steps (M_base: in every batch)
     "cpd_all_noise": ("CPD, m = N - 1 noise draws (every other pair once on average)", CPD + ["objective.cpd.num_noise=2399"]),
@@ -151,7 +154,7 @@ VARIANTS.update({
 OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrastive_groups",
             "svilm_contrastive_cls", "svilm_grouping_cls", "svilm_all_cls", "cpd_transcript", "svilm_transcript",
             "svilm_transcript_cls", "svilm_transcript_groups", "svilm_transcript_groups_argmax",
-            "svilm_transcript_groups_soft", "svilm_transcript_groups_last", "svilm_transcript_groups_soft_last", "svilm_transcript_groups_attend", "contrastive_mean", "contrastive_warm",
+            "svilm_transcript_groups_soft", "svilm_transcript_groups_last", "svilm_transcript_groups_soft_last", "svilm_transcript_groups_attend", "svilm_attend", "contrastive_mean", "contrastive_warm",
             "cpd_all_noise", "cpd_ranking_transcript", "cpd_plain_head", "cpd_ranking_plain_head",
             "cpd_softmax_plain_head", "cpd_softmax_all_noise", "cpd_softmax_current", "cpd_softmax_fixed",
             "cpd_plain_head_fixed", "cpd_fixed", "contrastive_fixed", "cpd_softmax_batch",
