@@ -26,6 +26,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -194,6 +195,63 @@ def recipe_overrides(variant: str, seed: int, steps: int, run_dir: Path, threads
     return overrides + list(extra or [])
 
 
+def cached_run(variant: str, seed: int, steps: int, out: Path, threads: int = 0, extra: list[str] | None = None) -> dict | None:
+    """The results of an earlier (variant, seed) run in ``out`` when it ran with the same overrides (the thread
+    count aside) on the same generator version; else None."""
+    from tvts.data.synthetic import VERSION
+
+    cached = out / variant / f"seed{seed}" / "results.json"
+    if not cached.is_file():
+        return None
+    old = json.loads(cached.read_text())
+    overrides = recipe_overrides(variant, seed, steps, cached.parent, threads, extra)
+    same = [o for o in old.get("overrides", []) if not o.startswith("train.threads=")] == \
+        [o for o in overrides if not o.startswith("train.threads=")]
+    return old if same and old.get("data_version") == VERSION else None
+
+
+def prepare_caches(variant: str, out: Path, threads: int, extra: list[str]) -> None:
+    """Build the dataset, frame store and text-feature table that ``variant``'s runs share, by a 2-step
+    pretraining in a scratch folder, so that parallel runs find them instead of each building its own."""
+    from tvts.config import load_recipe
+    from tvts.train.trainer import pretrain
+
+    scratch = out / ".prepare"
+    shutil.rmtree(scratch, ignore_errors=True)
+    pretrain(load_recipe("demo", recipe_overrides(variant, 0, 2, scratch, threads, extra)), resume=False)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_parallel(jobs: list[tuple[str, int]], args, launch=subprocess.Popen, poll_s: float = 2.0) -> set[tuple[str, int]]:
+    """Run each (variant, seed) of ``jobs`` as its own process of this script, ``args.parallel`` at a time
+    (in ``jobs``' order), each writing its log to ``<out>/.logs/``; returns the jobs that failed. Many of
+    these small runs fit one GPU at once: 15 ran side by side on one H200 (``results/objectives_gpu_seeds.md``)."""
+    out = Path(args.out)
+    (out / ".logs").mkdir(parents=True, exist_ok=True)
+    threads = args.threads or 1  # N processes on the machine's cores: one thread each unless told otherwise
+    pending, running, failed = list(jobs), {}, set()
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            variant, seed = job = pending.pop(0)
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--variants", variant, "--seeds", str(seed),
+                   "--steps", str(args.steps), "--out", str(out), "--report", str(out / ".logs" / f"{variant}_seed{seed}"),
+                   "--threads", str(threads)] + (["--set", *args.extra] if args.extra else [])
+            log = open(out / ".logs" / f"{variant}_seed{seed}.log", "w")
+            running[job] = (launch(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+            print(f"[objectives] started {variant} seed {seed} ({len(running)} running, {len(pending)} waiting)", flush=True)
+        time.sleep(poll_s)
+        for job, (proc, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[job]
+            if proc.returncode != 0:
+                failed.add(job)
+                tail = (out / ".logs" / f"{job[0]}_seed{job[1]}.log").read_text().splitlines()[-15:]
+                print(f"[objectives] {job[0]} seed {job[1]} failed (exit {proc.returncode}):\n  " + "\n  ".join(tail), flush=True)
+    return failed
+
+
 def run_one(variant: str, seed: int, steps: int, out: Path, threads: int = 0, extra: list[str] | None = None) -> dict:
     """Pretrain + evaluate one (variant, seed); cached in ``out/variant/seed<k>/results.json``, and reused only
     when it ran with the same overrides on the same generator version (else the run is done again). ``extra``:
@@ -206,11 +264,10 @@ def run_one(variant: str, seed: int, steps: int, out: Path, threads: int = 0, ex
     run_dir = out / variant / f"seed{seed}"
     cached = run_dir / "results.json"
     overrides = recipe_overrides(variant, seed, steps, run_dir, threads, extra)
+    old = cached_run(variant, seed, steps, out, threads, extra)
+    if old is not None:
+        return old
     if cached.is_file():
-        old = json.loads(cached.read_text())
-        if old.get("data_version") == VERSION and [o for o in old.get("overrides", []) if not o.startswith("train.threads=")] \
-                == [o for o in overrides if not o.startswith("train.threads=")]:
-            return old
         print(f"[objectives] {cached}: another recipe or dataset version; running it again", flush=True)
         shutil.rmtree(run_dir)
     cfg = load_recipe("demo", overrides)
@@ -307,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                    "two benchmarks with different --seeds side by side on 2 cores")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="extra",
                    help="recipe overrides for every run, after the variant's (e.g. train.device=cuda data.workers=2)")
+    p.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="run N (variant, seed) runs at once, each its own process with one thread unless --threads says "
+                        "otherwise (on a GPU: --parallel 15 --set train.device=cuda train.precision=fp32 data.workers=0)")
     args = p.parse_args(argv)
     out = Path(args.out)
     command = f"python benchmarks/objectives.py --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}"
@@ -314,12 +374,21 @@ def main(argv: list[str] | None = None) -> int:
         command += " --variants " + " ".join(args.variants)
     if args.extra:
         command += " --set " + " ".join(args.extra)
+    if args.parallel > 1:
+        command += f" --parallel {args.parallel}"
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+    failed: set[tuple[str, int]] = set()
+    if args.parallel > 1 and not args.report_only:
+        jobs = [(v, s) for s in args.seeds for v in args.variants
+                if cached_run(v, s, args.steps, out, args.threads, args.extra) is None]
+        if jobs:
+            prepare_caches(jobs[0][0], out, args.threads or 1, args.extra)
+            failed = run_parallel(jobs, args)
     # Seeds outermost: an interrupted benchmark has every variant on the first seeds.
     for seed in args.seeds:
         for variant in args.variants:
             cached = out / variant / f"seed{seed}" / "results.json"
-            if args.report_only and not cached.is_file():
+            if (args.report_only and not cached.is_file()) or (variant, seed) in failed:
                 continue
             t0 = time.time()
             r = json.loads(cached.read_text()) if args.report_only else run_one(variant, seed, args.steps, out, args.threads, args.extra)
@@ -340,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     plot(table, chance, report.with_suffix(".png"))
     print(md)
     print(f"[objectives] wrote {report.with_suffix('.md')}, .json, .png")
-    return 0
+    if failed:
+        print(f"[objectives] failed, not in the table: {', '.join(f'{v} seed {s}' for v, s in sorted(failed))}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -50,3 +50,67 @@ def test_the_chance_row_shows_only_the_columns_some_row_fills(objectives):
     cols = [m[0] for m in objectives.METRICS]
     assert cells[1 + cols.index("linear probe")] == "12.5" and cells[1 + cols.index("sort acc. (T+V)")] == "–"
     assert "(-35.0)" in md  # cpd's difference to the baseline's mean
+
+
+def test_parallel_runs_each_job_once_at_most_n_at_a_time_and_leaves_failures_out(objectives, tmp_path, monkeypatch):
+    """--parallel: every (variant, seed) not yet cached runs once as its own process, never more than N at once,
+    in seed-major order; a run that fails is named, left out of the table, and makes the exit status 1."""
+    import json
+    import sys
+
+    from tvts.data.synthetic import VERSION
+
+    out, steps = tmp_path / "runs", 50
+    launched, live, most = [], set(), [0]
+
+    class FakeRun:
+        """Stands in for one child process: 'finishes' on its second poll, writing what run_one would."""
+        def __init__(self, cmd, stdout=None, stderr=None):
+            args = dict(zip(cmd[2::2], cmd[3::2]))
+            self.job = (cmd[cmd.index("--variants") + 1], int(cmd[cmd.index("--seeds") + 1]))
+            assert cmd[0] == sys.executable and cmd[1].endswith("objectives.py")  # this interpreter, this script
+            assert args["--steps"] == str(steps) and args["--threads"] == "1"
+            launched.append(self.job)
+            live.add(self.job)
+            most[0] = max(most[0], len(live))
+            self.polls, self.returncode = 0, None
+
+        def poll(self):
+            self.polls += 1
+            if self.polls < 2:
+                return None
+            live.discard(self.job)
+            variant, seed = self.job
+            if variant == "cpd" and seed == 1:
+                self.returncode = 3
+                return 3
+            run_dir = out / variant / f"seed{seed}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            res = {"variant": variant, "seed": seed, "pretrain_s": 1.0, "data_version": VERSION,
+                   "overrides": objectives.recipe_overrides(variant, seed, steps, run_dir, 1),
+                   "retrieval": {"t2v_R@1": 1.0 + seed, "chance_R@1": 0.6},
+                   "linear_probe": {"top1": 20.0 + seed, "chance_top1": 12.5}}
+            (run_dir / "results.json").write_text(json.dumps(res))
+            self.returncode = 0
+            return 0
+
+    # contrastive seed 0 is already cached: it must not run again
+    cached_dir = out / "contrastive" / "seed0"
+    cached_dir.mkdir(parents=True)
+    (cached_dir / "results.json").write_text(json.dumps({
+        "variant": "contrastive", "seed": 0, "pretrain_s": 1.0, "data_version": VERSION,
+        "overrides": objectives.recipe_overrides("contrastive", 0, steps, cached_dir, 1),
+        "retrieval": {"t2v_R@1": 9.0, "chance_R@1": 0.6}, "linear_probe": {"top1": 30.0, "chance_top1": 12.5}}))
+    prepared = []
+    monkeypatch.setattr(objectives, "prepare_caches", lambda variant, *a: prepared.append(variant))
+    real = objectives.run_parallel
+    monkeypatch.setattr(objectives, "run_parallel", lambda jobs, args: real(jobs, args, launch=FakeRun, poll_s=0))
+    monkeypatch.setattr(objectives, "plot", lambda *a: None)
+    code = objectives.main(["--variants", "contrastive", "cpd", "tvts", "--seeds", "0", "1", "--steps", str(steps),
+                            "--out", str(out), "--report", str(tmp_path / "rep"), "--parallel", "2"])
+    assert launched == [("cpd", 0), ("tvts", 0), ("contrastive", 1), ("cpd", 1), ("tvts", 1)]
+    assert most[0] == 2 and prepared == ["cpd"]
+    assert code == 1
+    table = json.loads((tmp_path / "rep.json").read_text())["runs"]
+    assert [r["seed"] for r in table["cpd"]] == [0] and [r["seed"] for r in table["contrastive"]] == [0, 1]
+    assert "--parallel 2" in (tmp_path / "rep.md").read_text()
