@@ -151,6 +151,35 @@ VARIANTS.update({
     "contrastive_mean": ("M_base with the mean of the video tokens as embedding", VARIANTS["contrastive"][1] + [
         "model.video.pool=mean"]),
 })
+# S-ViLM taken apart with the group tokens in the encoder: M_base with the group-token embedding (which learns the
+# motion) plus one of what the paper's S-ViLM changes, and the paper's S-ViLM less one of them.
+_GROUPS_ATTEND = VARIANTS["svilm_transcript_groups_attend"][1]
+_ATTEND = VARIANTS["svilm_attend"][1]
+VARIANTS.update({
+    "svilm_attend_plus_captions": ("M_base + groups in the encoder, + S-ViLM's captions as the text",
+                                   [o for o in _GROUPS_ATTEND if o not in TRANSCRIPT]),
+    "svilm_attend_plus_tau": ("M_base + groups in the encoder, + S-ViLM's temperature 0.07",
+                              _GROUPS_ATTEND + ["objective.svilm.temperature=0.07"]),
+    "svilm_attend_plus_cut": ("M_base + groups in the encoder, + cut-and-paste",
+                              _GROUPS_ATTEND + ["objective.svilm.cut_and_paste=true"]),
+    "svilm_attend_plus_grouping": ("M_base + groups in the encoder, + cut-and-paste and temporal grouping",
+                                   _GROUPS_ATTEND + ["objective.svilm.cut_and_paste=true", "objective.svilm.grouping_weight=1.0"]),
+    "svilm_attend_plus_grounding": ("M_base + groups in the encoder, + spatial grounding",
+                                    _GROUPS_ATTEND + ["objective.svilm.grounding_weight=1.0"]),
+    "svilm_attend_less_captions": ("S-ViLM, groups in the encoder, transcripts instead of captions", _ATTEND + TRANSCRIPT),
+    "svilm_attend_less_tau": ("S-ViLM, groups in the encoder, temperature 0.05", _ATTEND + ["objective.svilm.temperature=0.05"]),
+    "svilm_attend_less_cut": ("S-ViLM, groups in the encoder, no cut-and-paste (so no temporal grouping)",
+                              _ATTEND + ["objective.svilm.cut_and_paste=false"]),
+    "svilm_attend_less_grouping": ("S-ViLM, groups in the encoder, no temporal grouping", _ATTEND + ["objective.svilm.grouping_weight=0"]),
+    "svilm_attend_less_grounding": ("S-ViLM, groups in the encoder, no spatial grounding", _ATTEND + ["objective.svilm.grounding_weight=0"]),
+})
+# CPD and M_base on the first 200 training videos (an epoch of 6 steps, so each bank entry is at most 6 steps old)
+VARIANTS.update({
+    "cpd_200": ("CPD (cross-pair NCE, curriculum), 200 training videos", CPD + ["data.max_videos=200"]),
+    "cpd_softmax_batch_fixed_200": ("CPD softmax, the batch's other pairs as noise, tau = 0.05, fixed windows, 200 training videos",
+                                    VARIANTS["cpd_softmax_batch_fixed"][1] + ["data.max_videos=200"]),
+    "contrastive_200": ("M_base, 200 training videos", VARIANTS["contrastive"][1] + ["data.max_videos=200"]),
+})
 # Not run by default (a shorter benchmark): pass them with --variants.
 OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrastive_groups",
             "svilm_contrastive_cls", "svilm_grouping_cls", "svilm_all_cls", "cpd_transcript", "svilm_transcript",
@@ -159,7 +188,8 @@ OPTIONAL = {"pairwise", "factorial", "cpd_self", "cpd_ranking", "svilm_contrasti
             "cpd_all_noise", "cpd_ranking_transcript", "cpd_plain_head", "cpd_ranking_plain_head",
             "cpd_softmax_plain_head", "cpd_softmax_all_noise", "cpd_softmax_current", "cpd_softmax_fixed",
             "cpd_plain_head_fixed", "cpd_fixed", "contrastive_fixed", "cpd_softmax_batch",
-            "cpd_softmax_batch_fixed", "cpd_softmax_batch_fixed_fresh"}
+            "cpd_softmax_batch_fixed", "cpd_softmax_batch_fixed_fresh", "cpd_200", "cpd_softmax_batch_fixed_200",
+            "contrastive_200"} | {v for v in VARIANTS if v.startswith("svilm_attend_")}
 # Variants whose objective trains the transcript-sort head (the others leave it untrained or have none).
 SORTS = {"tvts", "pairwise", "factorial", "frame", "appearance_only"}
 

@@ -97,6 +97,9 @@ def test_unknown_config_name_lists_known_ones():
     (["model.video.num_groups=4", "model.video.group_layers=[9]"], "model.video.group_layers"),
     (["model.video.num_groups=4"], "model.video.group_layers"),
     (["model.video.group_self_attention=true"], "model.video.group_layers"),  # group tokens in attention need groups
+    # a subset of the split list: a count, and only of a split list (a manifest or shards have their own ways)
+    (["data.max_videos=-1"], "data.max_videos"),
+    (["data.max_videos=10", "data.manifest=m.jsonl"], "data.max_videos"),
     (["model.video.num_groups=4", "model.video.group_layers=[2]", "model.video.group_assign=kmeans"], "model.video.group_assign"),
     # a 3D CNN cannot drop tokens; its depth is a ResNet depth
     (["model.video.arch=r3d_slow", "model.video.depth=34", "model.video.mask_ratio=0.5"], "model.video.mask_ratio"),

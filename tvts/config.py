@@ -248,6 +248,9 @@ class DataConfig:
     resize_ratio: float = 1.2  # short side resized to img_size * ratio before the crop
     time_order: str = "keep"  # keep | shuffle: a control that shows the frames in random order (appearance only)
     windows: str = "random"  # one of data.choices.WINDOWS: random (Eq. 1) | fixed (one video-text pair per video: CPD)
+    # train on the first N videos of the training split list only (0: all of them): a scale study, e.g. whether an
+    # objective with a memory bank of every training pair learns once that bank is refreshed every few steps
+    max_videos: int = 0
     workers: int = 2
     max_retries: int = 10
     max_bad_fraction: float = 0.2  # abort (with a report) when more samples than this are bad
@@ -710,6 +713,9 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
     _require(bool(d.root) or bool(d.manifest) or bool(d.shards) or d.synthetic is not None,
              "set data.root, data.manifest, data.shards or data.synthetic", "data.root", source)
     _require(not (d.manifest and d.shards), "set data.manifest or data.shards, not both", "data.shards", source)
+    _require(d.max_videos >= 0, "max_videos must be >= 0 (0: every video of the split list)", "data.max_videos", source)
+    _require(d.max_videos == 0 or not (d.manifest or d.shards), "max_videos subsets a YT-Temporal split list, not a "
+             "manifest or shards", "data.max_videos", source)
     _require(0.0 <= d.caption_ratio < 1.0, "caption_ratio must be in [0, 1)", "data.caption_ratio", source)
     _require(d.caption_ratio == 0 or bool(d.caption_manifest), "caption_ratio > 0 needs data.caption_manifest",
              "data.caption_manifest", source)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tvts.config import RecipeConfig, ViTConfig
-from tvts.data.datasets import TranscriptVideoDataset
+from tvts.data.datasets import TranscriptVideoDataset, read_split_list
 from tvts.data.samples import MaskSpec
 from tvts.data.manifest import ManifestDataset
 from tvts.data.shards import ShardDataset
@@ -63,10 +63,12 @@ def dataset_args(cfg: RecipeConfig, train: bool) -> dict:
 
 def transcript_dataset(cfg: RecipeConfig, root: Path, split_list: Path, train: bool) -> TranscriptVideoDataset:
     """The YT-Temporal-layout dataset of ``root`` + ``split_list`` or, when ``data.manifest`` is set and
-    ``train``, the manifest's (transcript records: TVTS samples; caption records: contrastive only)."""
+    ``train``, the manifest's (transcript records: TVTS samples; caption records: contrastive only). For training,
+    ``data.max_videos`` keeps the first N videos of the split list."""
     if cfg.data.manifest and train:
         return ManifestDataset(cfg.data.manifest, timeout=cfg.data.decode_timeout, kind="auto", **dataset_args(cfg, train))
-    return TranscriptVideoDataset(root, split_list, **dataset_args(cfg, train))
+    names = read_split_list(split_list)[:cfg.data.max_videos] if train and cfg.data.max_videos else split_list
+    return TranscriptVideoDataset(root, names, **dataset_args(cfg, train))
 
 
 def train_datasets(cfg: RecipeConfig, root: Path, train_list: Path, rank: int = 0, world_size: int = 1) -> dict:

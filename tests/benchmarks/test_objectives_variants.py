@@ -35,6 +35,41 @@ def test_taken_apart_variants_change_what_they_name(objectives, tmp_path):
     assert recipe("contrastive_warm").objective.temperature == 10 * recipe("contrastive").objective.temperature
 
 
+def _flat(d, prefix=""):
+    import dataclasses
+
+    out = {}
+    for k, v in (dataclasses.asdict(d) if dataclasses.is_dataclass(d) else d).items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("name, base, changed", [
+    ("svilm_attend_plus_captions", "svilm_transcript_groups_attend", {"objective.clip_text"}),
+    ("svilm_attend_plus_tau", "svilm_transcript_groups_attend", {"objective.svilm.temperature"}),
+    ("svilm_attend_plus_cut", "svilm_transcript_groups_attend", {"objective.svilm.cut_and_paste"}),
+    ("svilm_attend_plus_grouping", "svilm_transcript_groups_attend",
+     {"objective.svilm.cut_and_paste", "objective.svilm.grouping_weight"}),
+    ("svilm_attend_plus_grounding", "svilm_transcript_groups_attend", {"objective.svilm.grounding_weight"}),
+    ("svilm_attend_less_captions", "svilm_attend", {"objective.clip_text"}),
+    ("svilm_attend_less_tau", "svilm_attend", {"objective.svilm.temperature"}),
+    ("svilm_attend_less_cut", "svilm_attend", {"objective.svilm.cut_and_paste"}),
+    ("svilm_attend_less_grouping", "svilm_attend", {"objective.svilm.grouping_weight"}),
+    ("svilm_attend_less_grounding", "svilm_attend", {"objective.svilm.grounding_weight"}),
+    ("cpd_200", "cpd", {"data.max_videos"}),
+    ("contrastive_200", "contrastive", {"data.max_videos"}),
+])
+def test_one_step_variants_change_exactly_what_they_name(objectives, tmp_path, name, base, changed):
+    """S-ViLM taken apart one change at a time: each row differs from its base recipe in the named fields only
+    (the run folder aside)."""
+    a = _flat(load_recipe("demo", objectives.recipe_overrides(base, 0, 2100, tmp_path / "run")))
+    b = _flat(load_recipe("demo", objectives.recipe_overrides(name, 0, 2100, tmp_path / "run")))
+    assert {k for k in a if a[k] != b[k]} == changed
+
+
 def test_the_chance_row_shows_only_the_columns_some_row_fills(objectives):
     """A table of variants without a sort head has no sort column, so no sort chance level either."""
     def run(variant, lp):
