@@ -142,6 +142,19 @@ VARIANTS.update({
     # ... and with each bank entry replaced by the latest embedding (momentum 0): at most one epoch (75 steps) old
     "cpd_softmax_batch_fixed_fresh": ("CPD softmax, the batch's other pairs as noise, tau = 0.05, one fixed window per video, "
                                       "bank momentum 0", _CPD_BATCH_NOISE + ["data.windows=fixed", "objective.cpd.momentum=0.0"]),
+    # ... and scored against the batch's current embeddings of the other tower, detached, instead of the bank: the
+    # keys are as fresh as M_base's, each term still trains only its query's tower (stale keys or one-sided gradients?)
+    "cpd_softmax_batch_keys": ("CPD softmax, the batch's other pairs as noise, tau = 0.05, scored by the batch's detached "
+                               "embeddings", _CPD_BATCH_NOISE + ["objective.cpd.keys=batch"]),
+    "cpd_softmax_batch_keys_fixed": ("CPD softmax, the batch's other pairs as noise, tau = 0.05, scored by the batch's "
+                                     "detached embeddings, one fixed window per video",
+                                     _CPD_BATCH_NOISE + ["objective.cpd.keys=batch", "data.windows=fixed"]),
+    # ... and between the two: the batch's keys plus a queue of the last Q keys, Q / 32 steps old at most (1 and 8
+    # steps; a bank row of the 2,400 training videos was written 75 steps ago on average): how old may the keys be
+    "cpd_softmax_queue_32": ("CPD softmax, the batch's detached embeddings and a queue of the last 32 as keys",
+                             _CPD_BATCH_NOISE + ["objective.cpd.keys=queue", "objective.cpd.queue_size=32"]),
+    "cpd_softmax_queue_256": ("CPD softmax, the batch's detached embeddings and a queue of the last 256 as keys",
+                              _CPD_BATCH_NOISE + ["objective.cpd.keys=queue", "objective.cpd.queue_size=256"]),
     # ... and M_base on the same fixed windows (what the fixed windows alone cost or give)
     "contrastive_fixed": ("M_base, one fixed window per video", VARIANTS["contrastive"][1] + ["data.windows=fixed"]),
     # ... and M_base at a temperature ten times its own, where the softmax weighs its negatives more evenly

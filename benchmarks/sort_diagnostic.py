@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from tvts.data.samples import collate
     from tvts.models import load_model
     from tvts.objectives.sorting import sort_metrics
-    from tvts.objectives.video_order import encode_transcripts, part_embeddings
+    from tvts.objectives.video_order import part_embeddings
     from tvts.recipe_data import data_paths, transcript_dataset
 
     run = Path(args.run)
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             for batch in DataLoader(dataset, batch_size=cfg.eval.batch_size, collate_fn=collate):
                 k = len(batch["texts"][0])
-                feats = encode_transcripts(model, batch["texts"])  # [B, K, W_t], shuffled
+                feats = model.transcript_features(batch["texts"])  # [B, K, W_t], shuffled
                 segments = model.text_embedding(feats)  # [B, K, D]
                 parts = part_embeddings(model, batch["frames"], batch.get("keep"), k)  # [B, K, D], time order
                 parts_logits.append(torch.einsum("bjd,bkd->bjk", segments, parts) / cfg.objective.temperature)

@@ -34,6 +34,8 @@ def test_overrides_are_typed():
     ("objective.cpd.positive=batch", "objective.cpd.positive"),
     ("objective.cpd.noise=queue", "objective.cpd.noise"),
     ("objective.cpd.noise=batch", "objective.cpd.noise"),  # NCE (the default estimator) assumes uniform noise draws
+    ("objective.cpd.keys=queue", "objective.cpd.keys"),
+    ("objective.cpd.keys=batch", "objective.cpd.keys"),  # the batch's keys need the batch's noise
     ("data.windows=middle", "data.windows"),
     ("objective.svilm.num_nouns=0", "objective.svilm.num_nouns"),
     ("model.text_proj=deep", "model.text_proj"),

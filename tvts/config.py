@@ -268,6 +268,8 @@ class CPDConfig:
     estimator: str = "nce"  # of the N-way softmax over the bank, one of CPD_ESTIMATORS: nce (Eq. 5) | softmax
     positive: str = "bank"  # cross_pair's positive score, one of CPD_POSITIVES
     noise: str = "bank"  # where the noise pairs come from, one of CPD_NOISES
+    keys: str = "bank"  # the other tower's embeddings that score a query, one of CPD_KEYS
+    queue_size: int = 4096  # Q, earlier keys kept with keys: queue (as many as the default num_noise)
 
 
 @dataclass
@@ -552,6 +554,11 @@ CPD_POSITIVES = ("bank", "current")
 # of this process's batch, still scored by their bank entries (M_base's negatives, the direction twin included with
 # data.group_size 2; softmax estimator only, since NCE's P_n = 1/N assumes uniform draws)
 CPD_NOISES = ("bank", "batch")
+# objective.cpd.keys: the other tower's embeddings each query is scored against. bank = the stored embeddings (Wu et
+# al., as CPD); batch = this batch's current embeddings with the gradient stopped (fresh, yet each term still trains
+# only its query's tower, as with the bank; with noise: batch, so the keys are the batch's, and loss: cross_pair);
+# queue = the batch's keys and the queue_size most recent ones of earlier batches (MoCo's queue, no momentum encoder)
+CPD_KEYS = ("bank", "batch", "queue")
 
 
 def _choices(name: str):
@@ -686,6 +693,11 @@ def validate_recipe(c: RecipeConfig, source: str = "") -> None:
              "objective.cpd.noise", source)
     _require(o.cpd.noise == "bank" or (o.cpd.estimator == "softmax" and o.cpd.loss != "ranking"),
              "noise: batch needs estimator: softmax and a bank loss (cross_pair or self_instance)", "objective.cpd.noise", source)
+    _require(o.cpd.keys in CPD_KEYS, f"unknown CPD keys '{o.cpd.keys}' (known: {', '.join(CPD_KEYS)})",
+             "objective.cpd.keys", source)
+    _require(o.cpd.keys == "bank" or (o.cpd.noise == "batch" and o.cpd.loss == "cross_pair"),
+             f"keys: {o.cpd.keys} needs noise: batch and loss: cross_pair", "objective.cpd.keys", source)
+    _require(o.cpd.queue_size >= 1, "queue_size must be >= 1", "objective.cpd.queue_size", source)
     _require(0.0 <= o.cpd.momentum < 1.0, "momentum must be in [0, 1)", "objective.cpd.momentum", source)
     _require(o.svilm.num_nouns >= 1, "num_nouns must be >= 1", "objective.svilm.num_nouns", source)
     _require(o.svilm.temperature > 0 and o.svilm.grouping_temperature > 0, "temperatures must be positive",

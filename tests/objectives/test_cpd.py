@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from tvts.config import CPDConfig, ObjectiveConfig, validate_recipe
 from tvts.objectives import build_objective
 from tvts.objectives import cpd
+from tvts.objectives.contrastive import info_nce
 from tvts.objectives.cpd import BANK_SEED, CPDObjective, bank_logits, momentum_update, nce_loss, random_unit_rows, ranking_loss
 from tvts.testing import assert_same_weights, kill_and_resume, make_tiny_bert, tiny_model_config, tiny_recipe
 from tvts.train.checkpoint import latest_checkpoint
@@ -53,6 +54,9 @@ class Stub(nn.Module):
 
     def encode_text(self, texts):  # as VideoTextModel.encode_text
         return self.text_embedding(self.text_model(texts))
+
+    def transcript_features(self, texts):  # as VideoTextModel.transcript_features
+        return self.text_model([t for s in texts for t in s]).reshape(len(texts), len(texts[0]), -1)
 
 
 def _setup(loss="cross_pair", num_noise=4, momentum=0.5, seed=0):
@@ -263,6 +267,89 @@ def test_batch_noise_scores_the_other_pairs_of_the_batch_by_their_bank_entries(m
     assert cpd.batch_noise(torch.tensor([3, 8, 0])).tolist() == [[8, 0], [3, 0], [3, 8]]
 
 
+def test_batch_keys_give_m_base_infonce_with_each_term_training_only_its_query_tower(monkeypatch):
+    model, obj = _setup("cross_pair", num_noise=4)
+    obj.cfg.noise, obj.cfg.estimator, obj.cfg.keys = "batch", "softmax", "batch"
+    monkeypatch.setattr(cpd, "bank_logits", _no_bank_rows(cpd.bank_logits, obj))
+    batch = _batch([3, 8, 0, 5, 1])
+    bank_before = obj.memory_video.clone(), obj.memory_text.clone()
+
+    losses, _ = obj(model, batch)
+
+    # the value: M_base's InfoNCE (both directions summed) over the current embeddings at the same temperature
+    f_v, f_t = obj.embed(model, batch)
+    expected = info_nce(f_v, f_t, temperature=0.1)["loss"]
+    total = losses["cpd_v2t"] + losses["cpd_t2v"]
+    assert math.isclose(total.item(), expected.item(), rel_tol=1e-5)
+    # the gradients: v->t reaches only the video tower, t->v only the text tower; M_base's reaches both
+    for name, trained, untouched in (("cpd_v2t", model.vid, model.txt), ("cpd_t2v", model.txt, model.vid)):
+        model.zero_grad()
+        losses[name].backward(retain_graph=True)
+        assert trained.weight.grad.abs().sum() > 0, name
+        assert untouched.weight.grad is None or untouched.weight.grad.abs().sum() == 0, name
+    # and the sum's gradient is M_base's for the video tower's own direction: d/dθ_v of CE(v @ t.detach()^T / tau)
+    model.zero_grad()
+    total.backward()
+    got = model.vid.weight.grad.clone()
+    model.zero_grad()
+    f_v, f_t = obj.embed(model, batch)
+    F.cross_entropy(f_v @ f_t.detach().T / 0.1, torch.arange(5)).backward()
+    torch.testing.assert_close(got, model.vid.weight.grad, rtol=1e-5, atol=1e-7 * got.abs().max().item())
+    # the bank is still updated (the state stays the same shape and meaning), it just scores nothing
+    assert not torch.equal(obj.memory_video, bank_before[0]) and not torch.equal(obj.memory_text, bank_before[1])
+
+
+def _queue_setup(queue_size):
+    model, obj = _setup("cross_pair", num_noise=4)
+    obj.cfg.noise, obj.cfg.estimator, obj.cfg.keys, obj.cfg.queue_size = "batch", "softmax", "queue", queue_size
+    return model, build_objective(ObjectiveConfig(name="cpd", cpd=obj.cfg), model, N)
+
+
+def test_queue_keys_score_the_batch_and_the_earlier_keys_of_other_pairs():
+    model, obj = _queue_setup(queue_size=6)
+    # two earlier batches (3 and 2 pairs): the queue holds their detached keys, slot 5 is still empty
+    earlier = [_batch([1, 4, 7], seed=2), _batch([3, 9], seed=3)]
+    for b in earlier:
+        obj(model, b)
+    assert obj.queue_index.tolist() == [1, 4, 7, 3, 9, -1] and int(obj.queue_next) == 5
+    queued_v = torch.cat([_embeddings(model, b)[0] for b in earlier])
+    torch.testing.assert_close(obj.queue_video[:5].double(), queued_v, rtol=0, atol=1e-6)
+
+    batch = _batch([3, 8, 0], seed=4)  # pair 3 is queued: another key of the query's own pair, left out
+    f_v, f_t = _embeddings(model, batch)
+    q_t = obj.queue_text[:5].clone().double()
+    losses, _ = obj(model, batch)
+
+    expected, queued_index = 0.0, [1, 4, 7, 3, 9]
+    for b, i in enumerate(batch["index"].tolist()):
+        keys = [f_t[b]] + [f_t[j] for j in range(3) if j != b] + [q_t[s] for s in range(5) if queued_index[s] != i]
+        scores = [float(k @ f_v[b]) / 0.1 for k in keys]
+        expected -= scores[0] - math.log(sum(math.exp(x) for x in scores))
+    assert math.isclose(losses["cpd_v2t"].item(), expected / 3, rel_tol=1e-5)
+    # the step's keys went in after the loss, wrapping round: slot 5, then slots 0 and 1
+    assert obj.queue_index.tolist() == [8, 0, 7, 3, 9, 3] and int(obj.queue_next) == 2
+    # and the loss still backpropagates although the queue it was scored against has been overwritten since
+    (losses["cpd_v2t"] + losses["cpd_t2v"]).backward()
+    assert model.vid.weight.grad.abs().sum() > 0 and model.txt.weight.grad.abs().sum() > 0
+
+
+def test_enqueue_keeps_the_last_rows_when_a_batch_outgrows_the_queue():
+    queue, index, nxt = torch.zeros(3, 2), torch.full((3,), -1), torch.tensor(1)
+    rows = torch.arange(10.0).view(5, 2)
+    cpd.enqueue([queue], index, nxt, [rows], torch.tensor([10, 11, 12, 13, 14]))
+    # 5 rows from slot 1: the first two are overwritten by the last three, so slots 1, 2, 0 hold pairs 12, 13, 14
+    assert index.tolist() == [14, 12, 13] and int(nxt) == 0
+    assert torch.equal(queue, rows[[4, 2, 3]])
+
+
+def _no_bank_rows(bank_logits, obj):
+    """``bank_logits`` that fails when it is handed one of the objective's banks."""
+    def checked(query, memory, *args):
+        assert memory.data_ptr() not in (obj.memory_video.data_ptr(), obj.memory_text.data_ptr()), "scored against the bank"
+        return bank_logits(query, memory, *args)
+    return checked
+
+
 def test_current_positive_scores_the_pair_of_this_batch_and_trains_both_towers(monkeypatch):
     model, obj = _setup("cross_pair", num_noise=4)
     obj.cfg.positive, obj.cfg.estimator = "current", "softmax"
@@ -431,8 +518,13 @@ def _cpd_recipe(assets, out, steps=6):
     return cfg
 
 
-def test_killed_cpd_run_resumes_to_the_same_weights_and_memory_bank(assets, tmp_path, monkeypatch):
-    recipe = lambda out: _cpd_recipe(assets, out)  # noqa: E731
+@pytest.mark.parametrize("keys", ["bank", "queue"])
+def test_killed_cpd_run_resumes_to_the_same_weights_and_memory_bank(assets, tmp_path, keys):
+    def recipe(out):
+        cfg = _cpd_recipe(assets, out)
+        if keys == "queue":  # 6 steps of 4 pairs through a queue of 10: it wraps after the resume
+            cfg.objective.cpd = CPDConfig(estimator="softmax", noise="batch", keys="queue", queue_size=10)
+        return cfg
     straight = pretrain(recipe(tmp_path / "straight"))
     state, resumed = kill_and_resume(recipe, tmp_path / "resumed", 2)
     assert state["step"] == 2
@@ -442,12 +534,16 @@ def test_killed_cpd_run_resumes_to_the_same_weights_and_memory_bank(assets, tmp_
         return load_file(str(latest_checkpoint(run) / "objective.safetensors"))
 
     a, b = objective_state(straight), objective_state(resumed)
-    assert sorted(a) == ["memory_text", "memory_video", "z"]
+    queue = ["queue_index", "queue_next", "queue_text", "queue_video"] if keys == "queue" else []
+    assert sorted(a) == sorted(["memory_text", "memory_video", "z"] + queue)
     for k in a:
         assert torch.equal(a[k], b[k]), k
     initial = random_unit_rows(12, 16, torch.Generator().manual_seed(BANK_SEED))
     assert (a["memory_video"] != initial).any(1).sum() >= 8  # 6 steps of 4 clips from 12 pairs: most rows moved
-    assert torch.all(a["z"] > 0)
+    if keys == "queue":
+        assert (a["queue_index"] >= 0).all() and int(a["queue_next"]) == 6 * 4 % 10
+    else:
+        assert torch.all(a["z"] > 0)
 
 
 def test_with_transcript_text_a_clip_is_scored_by_the_mean_of_its_segment_embeddings():

@@ -12,7 +12,7 @@ from tvts.models.vit import VideoTokens
 from tvts.objectives import build_objective
 from tvts.objectives.contrastive import info_nce
 from tvts.objectives.sorting import permutation_index
-from tvts.objectives.video_order import (MerlotLikeObjective, VCOPObjective, encode_transcripts, part_embeddings,
+from tvts.objectives.video_order import (MerlotLikeObjective, VCOPObjective, part_embeddings,
                                          shuffle_parts, unshuffle)
 
 
@@ -126,7 +126,7 @@ def test_merlot_like_labels_are_the_original_positions_of_the_shuffled_parts(mak
     assert losses["sort"].item() < 1e-6 and metrics["sort_order_acc"].item() == 1.0
     # The transcripts reach the head in time order (unshuffled with ``order``).
     timed = [[t for _, t in sorted(zip(batch["order"][s].tolist(), batch["texts"][s]))] for s in range(8)]
-    assert torch.allclose(transcripts, encode_transcripts(m, timed), atol=1e-5)
+    assert torch.allclose(transcripts, m.transcript_features(timed), atol=1e-5)
 
 
 def test_vcop_label_is_the_index_of_the_applied_permutation(make_model, make_batch):

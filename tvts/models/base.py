@@ -107,6 +107,11 @@ class VideoTextModel(nn.Module):
         """n strings → text embeddings ``[n, D]``."""
         return self.text_embedding(self.text_model(texts))
 
+    def transcript_features(self, texts: list[list[str]]) -> torch.Tensor:
+        """B lists of K transcript segments → text-encoder features ``[B, K, W_t]`` (before ``text_embedding``)."""
+        b, k = len(texts), len(texts[0])
+        return self.text_model([t for sample in texts for t in sample]).reshape(b, k, -1)
+
     def forward(self, frames: torch.Tensor, texts: list[list[str]], keep: torch.Tensor | None = None,
                 stop_gradient: bool = True, sort: bool = True, sort_with_video: bool = True) -> dict[str, torch.Tensor]:
         """One pretraining forward.
@@ -117,11 +122,10 @@ class VideoTextModel(nn.Module):
         (``[B, K, K]`` for the K-way output; see ``SortHeadConfig.output``). With ``stop_gradient`` the sort head gets detached text features, so L_sort
         sends no gradient into the text encoder.
         """
-        b, k = len(texts), len(texts[0])
         if sort and self.pred_model is None:
             raise ValueError("this model has no sort head (model.sort_head.kind: none)")
         video = self.video_model(frames, keep)
-        feats = self.text_model([t for sample in texts for t in sample]).reshape(b, k, -1)  # [B, K, W_t]
+        feats = self.transcript_features(texts)  # [B, K, W_t]
         segment_embed = self.text_embedding(feats)
         out = {"video_embed": self.video_embedding(video), "segment_embed": segment_embed, "text_embed": segment_embed.mean(1)}
         if sort:

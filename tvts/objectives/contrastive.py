@@ -4,8 +4,8 @@ In a distributed run each process gathers the embeddings of all processes *with 
 (``all_gather_single_autograd``, whose backward sums the gradients of every process's copy) and scores its own rows against the global batch. Averaging the gradients across
 processes (DDP) then gives exactly the gradient of the single-process loss on the global batch.
 
-The text side of a clip-level loss lives here too: :func:`encode_transcripts` (the K segments of each clip) and
-:func:`clip_text_embedding` (one text per clip, a caption or the mean of its segments, for CPD and S-ViLM).
+The text side of a clip-level loss lives here too: :func:`clip_text_embedding` (one text per clip, a caption or the
+mean of its segments, for CPD and S-ViLM).
 """
 
 from __future__ import annotations
@@ -44,12 +44,6 @@ def info_nce(video: torch.Tensor, text: torch.Tensor, temperature: float = 0.05)
     return {"loss": loss, "v2t_acc": acc_v2t, "t2v_acc": acc_t2v}
 
 
-def encode_transcripts(model: nn.Module, texts: list[list[str]]) -> torch.Tensor:
-    """B lists of K texts → text-encoder features ``[B, K, W_t]``."""
-    b, k = len(texts), len(texts[0])
-    return model.text_model([t for sample in texts for t in sample]).reshape(b, k, -1)
-
-
 def clip_text_embedding(model: nn.Module, batch: dict, source: str) -> torch.Tensor:
     """One text embedding per clip, ``[B, D]`` (not normalised), for the caption-level objectives (CPD, S-ViLM).
 
@@ -58,5 +52,5 @@ def clip_text_embedding(model: nn.Module, batch: dict, source: str) -> torch.Ten
     (``batch["texts"]``), exactly the text side of TVTS's clip-level L_base (Eq. 3).
     """
     if source == "transcript":
-        return model.text_embedding(encode_transcripts(model, batch["texts"])).mean(1)
+        return model.text_embedding(model.transcript_features(batch["texts"])).mean(1)
     return model.encode_text(list(batch["captions"]))

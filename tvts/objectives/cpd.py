@@ -44,6 +44,19 @@ Decisions where the paper is silent (Wu et al.'s convention unless said otherwis
   instead: each sample's other B − 1 pairs of this process's batch, scored by their bank entries as the
   uniform draws are. The negatives are then M_base's (the direction twin among them when the batch holds the
   pairs), and only the scores' source, the bank, differs from an in-batch contrastive loss.
+- ``objective.cpd.keys=batch`` (not the paper's; with ``noise=batch``, so the softmax, and ``cross_pair``)
+  scores each query against the other tower's embeddings of this batch, detached, instead of their bank
+  entries: the keys are as fresh as M_base's, and each term still trains only its query's tower (v→t the
+  video, t→v the text), as with the bank. The loss then has the value of M_base's InfoNCE and, per tower,
+  the gradient of its own direction only; it tells stale keys from one-sided gradients. The bank is still
+  updated, so that the state stays the same.
+- ``objective.cpd.keys=queue`` (not the paper's either; MoCo's queue, without its momentum encoder) scores
+  against the batch's keys as ``batch`` does and against the ``queue_size`` most recent keys of earlier
+  batches (all processes' pairs, detached, first in first out): negatives as many as a bank's noise draws,
+  none older than ``queue_size / global batch`` steps. A queued key of the query's own pair (another window
+  of the same video) and an empty slot are left out of its softmax. The queue (``queue_video``,
+  ``queue_text`` ``[Q, D]``, ``queue_index`` ``[Q]`` with −1 for empty, ``queue_next``) is saved with the
+  bank, so a resumed run goes on with the same keys.
 - Z is estimated once, from the first training batch: Z = N · mean over the batch and its noise samples
   of exp(score/τ); one Z per distribution (buffer ``z``: [Z of p(i_t|v), Z of p(i_v|t)] for
   ``cross_pair``; [Z of p(i|(v,t)), unused] for ``self_instance``). It stays fixed afterwards and is saved
@@ -114,6 +127,34 @@ def momentum_update(memory: torch.Tensor, index: torch.Tensor, features: torch.T
 
 
 # ---------------------------------------------------------------------------------------- NCE (Eq. 5)
+def queue_logits(query: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor, queue_index: torch.Tensor,
+                 index: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of ``query`` ``[B, D]`` against this batch's keys ``keys`` ``[B, D]`` (row b's positive is
+    ``keys[b]``) and a queue of earlier keys ``queue`` ``[Q, D]`` of the pairs ``queue_index`` ``[Q]``: the
+    positive → ``[B]`` and the noise → ``[B, B − 1 + Q]`` (the batch's other keys, then the queue, with −inf
+    where a slot is empty (index −1) or holds the row's own pair ``index[b]``)."""
+    rows = torch.arange(len(query), device=query.device)
+    pos, batch_neg = bank_logits(query, keys, rows, batch_noise(rows), temperature)
+    queued = (query @ queue.T) / temperature
+    left_out = (queue_index[None, :] < 0) | (queue_index[None, :] == index[:, None])
+    return pos, torch.cat([batch_neg, queued.masked_fill(left_out, float("-inf"))], 1)
+
+
+@torch.no_grad()
+def enqueue(queues: list[torch.Tensor], queue_index: torch.Tensor, next_slot: torch.Tensor,
+            rows: list[torch.Tensor], index: torch.Tensor) -> None:
+    """In place, first in first out: ``rows[k]`` ``[n, D]`` go into ``queues[k]`` ``[Q, D]`` and ``index`` ``[n]``
+    into ``queue_index`` from slot ``next_slot`` on (wrapping); ``next_slot`` (a 0-d tensor) moves on by n.
+    With n > Q only the last Q rows are kept."""
+    q = len(queue_index)
+    first = max(0, len(index) - q)
+    slots = (next_slot + torch.arange(len(index) - first, device=queue_index.device)) % q
+    for queue, r in zip(queues, rows):
+        queue[slots] = r[first:].to(queue.dtype)
+    queue_index[slots] = index[first:]
+    next_slot.copy_((next_slot + len(index)) % q)
+
+
 def sample_noise(batch: int, m: int, num_samples: int, device: torch.device | str) -> torch.Tensor:
     """``[batch, m]`` noise pair indices, uniform over the ``num_samples`` pairs (global RNG of ``device``)."""
     return torch.randint(num_samples, (batch, m), device=device)
@@ -206,6 +247,12 @@ class CPDObjective(nn.Module):
         self.register_buffer("memory_video", random_unit_rows(num_samples, d, g))
         self.register_buffer("memory_text", random_unit_rows(num_samples, d, g))
         self.register_buffer("z", torch.zeros(2))
+        if self.cfg.keys == "queue":  # only then, so that checkpoints of the other settings keep their layout
+            q = self.cfg.queue_size
+            self.register_buffer("queue_video", torch.zeros(q, d))
+            self.register_buffer("queue_text", torch.zeros(q, d))
+            self.register_buffer("queue_index", torch.full((q,), -1, dtype=torch.long))  # -1: empty slot
+            self.register_buffer("queue_next", torch.zeros((), dtype=torch.long))
         self._z_known: bool | None = None  # None: look at the buffer (it may have just been loaded)
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_z_known", None))
 
@@ -241,8 +288,20 @@ class CPDObjective(nn.Module):
         else:
             noise = sample_noise(len(index), self.num_noise, n, index.device)
         if c.loss == "cross_pair":
-            logits = {"v2t": bank_logits(f_v, self.memory_text, index, noise, c.temperature),   # p(i_t | v)
-                      "t2v": bank_logits(f_t, self.memory_video, index, noise, c.temperature)}  # p(i_v | t)
+            if c.keys == "queue":  # this batch's keys, detached, then the queue of earlier ones; the queue is
+                # read through a copy because enqueue() below overwrites it before backward needs it
+                queue_v, queue_t, queue_index = self.queue_video.clone(), self.queue_text.clone(), self.queue_index.clone()
+                logits = {"v2t": queue_logits(f_v, f_t.detach(), queue_t, queue_index, index, c.temperature),
+                          "t2v": queue_logits(f_t, f_v.detach(), queue_v, queue_index, index, c.temperature)}
+            else:
+                if c.keys == "batch":  # the other tower's embeddings in this batch, detached; rows by batch position
+                    keys_v, keys_t = f_v.detach(), f_t.detach()
+                    positive = torch.arange(len(index), device=index.device)
+                    noise = batch_noise(positive)
+                else:
+                    keys_v, keys_t, positive = self.memory_video, self.memory_text, index
+                logits = {"v2t": bank_logits(f_v, keys_t, positive, noise, c.temperature),   # p(i_t | v)
+                          "t2v": bank_logits(f_t, keys_v, positive, noise, c.temperature)}  # p(i_v | t)
             if c.positive == "current":  # the pair scored as it is now, in both directions
                 pos = (f_v * f_t).sum(-1) / c.temperature
                 logits = {name: (pos, neg) for name, (_, neg) in logits.items()}
@@ -265,6 +324,8 @@ class CPDObjective(nn.Module):
             all_t, _ = gather_all(f_t, index)
             momentum_update(self.memory_video, all_index, all_v, c.momentum)
             momentum_update(self.memory_text, all_index, all_t, c.momentum)
+            if c.keys == "queue":  # after the loss: a batch is never its own queued negative
+                enqueue([self.queue_video, self.queue_text], self.queue_index, self.queue_next, [all_v, all_t], all_index)
         return losses, metrics
 
     def _normalisers(self, noise_logits: list[torch.Tensor]) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from tvts.config import ObjectiveConfig
-from tvts.objectives.contrastive import encode_transcripts, info_nce
+from tvts.objectives.contrastive import info_nce
 from tvts.objectives.sorting import sort_loss, sort_metrics
 from tvts.objectives.video_order import part_embeddings, unshuffle
 
@@ -39,7 +39,7 @@ class TVTSObjective(nn.Module):
         if parts_only:
             # Nothing needs the clip's own forward: the parts are encoded once, for L_base and (joined in time
             # order) for the sort head.
-            feats = encode_transcripts(model, batch["texts"])  # [B, K, W_t], shuffled order
+            feats = model.transcript_features(batch["texts"])  # [B, K, W_t], shuffled order
             k = feats.shape[1]
             part_tokens = model.encode_parts(batch["frames"], batch.get("keep"), k)  # B*K parts
             out = {"segment_embed": model.text_embedding(feats),

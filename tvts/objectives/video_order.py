@@ -29,7 +29,7 @@ from timm.models.vision_transformer import Block
 
 from tvts.config import ObjectiveConfig, video_width
 from tvts.models.vit import init_linear
-from tvts.objectives.contrastive import encode_transcripts, info_nce
+from tvts.objectives.contrastive import info_nce
 from tvts.objectives.sorting import kway_sort_loss, pairs, sort_loss, sort_metrics
 
 
@@ -82,7 +82,7 @@ def clip_contrastive(cfg: ObjectiveConfig, model: nn.Module, batch: dict) -> tup
     """L_base on the full clip, as ``TVTSObjective`` with ``contrastive: clip``: InfoNCE between the video
     embedding and the mean of the K transcript embeddings. Returns ``(losses, metrics, feats)`` with
     ``feats`` the transcript features ``[B, K, W_t]`` (shuffled order) for the ordering task."""
-    feats = encode_transcripts(model, batch["texts"])
+    feats = model.transcript_features(batch["texts"])
     losses, metrics = {}, {}
     if cfg.contrastive_weight > 0:
         video_embed = model.video_embedding(model.video_model(batch["frames"], batch.get("keep")))
