@@ -155,6 +155,9 @@ VARIANTS.update({
                              _CPD_BATCH_NOISE + ["objective.cpd.keys=queue", "objective.cpd.queue_size=32"]),
     "cpd_softmax_queue_256": ("CPD softmax, the batch's detached embeddings and a queue of the last 256 as keys",
                               _CPD_BATCH_NOISE + ["objective.cpd.keys=queue", "objective.cpd.queue_size=256"]),
+    # ... and M_base with twice the batch: fresh keys only, but 63 negatives as with a queue of 32, so the direction
+    # twin is one negative in 63 (is it the keys' age or their number that the queue rows pay for?)
+    "contrastive_b64": ("M_base, batch 64", VARIANTS["contrastive"][1] + ["train.batch_size=64"]),
     # ... and M_base on the same fixed windows (what the fixed windows alone cost or give)
     "contrastive_fixed": ("M_base, one fixed window per video", VARIANTS["contrastive"][1] + ["data.windows=fixed"]),
     # ... and M_base at a temperature ten times its own, where the softmax weighs its negatives more evenly
