@@ -290,9 +290,9 @@ class CPDObjective(nn.Module):
         if c.loss == "cross_pair":
             if c.keys == "queue":  # this batch's keys, detached, then the queue of earlier ones; the queue is
                 # read through a copy because enqueue() below overwrites it before backward needs it
-                queue_v, queue_t, queue_index = self.queue_video.clone(), self.queue_text.clone(), self.queue_index.clone()
-                logits = {"v2t": queue_logits(f_v, f_t.detach(), queue_t, queue_index, index, c.temperature),
-                          "t2v": queue_logits(f_t, f_v.detach(), queue_v, queue_index, index, c.temperature)}
+                queue_v, queue_t = self.queue_video.clone(), self.queue_text.clone()
+                logits = {"v2t": queue_logits(f_v, f_t.detach(), queue_t, self.queue_index, index, c.temperature),
+                          "t2v": queue_logits(f_t, f_v.detach(), queue_v, self.queue_index, index, c.temperature)}
             else:
                 if c.keys == "batch":  # the other tower's embeddings in this batch, detached; rows by batch position
                     keys_v, keys_t = f_v.detach(), f_t.detach()
